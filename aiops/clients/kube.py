@@ -1,0 +1,164 @@
+"""The Kubernetes API, through the official ``kubernetes`` client, as plain dicts.
+
+Everything above this module speaks dicts shaped exactly like the API's JSON, so no stage depends on the client's
+model classes, and the same code runs against a real cluster, the real kube-apiserver in the tests, and the
+project's simulator.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from aiops.domain.errors import InputError
+from aiops.settings import KubernetesSettings
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+
+class KubeError(Exception):
+    """The API answered with an error status (``status`` is the HTTP code, ``reason`` the Status reason)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status} {reason}: {message}")
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+def _wrap(exc: ApiException) -> KubeError:
+    reason, message = exc.reason or "", str(exc.body or "")
+    try:
+        body = json.loads(exc.body or "{}")
+        reason, message = body.get("reason", reason), body.get("message", message)
+    except (ValueError, AttributeError):
+        pass
+    return KubeError(exc.status or 0, reason, message)
+
+
+def api_client_from_settings(settings: KubernetesSettings) -> k8s.ApiClient:
+    """Build an ``ApiClient`` from the config: explicit host, in-cluster, or kubeconfig (in that order)."""
+    if settings.host:
+        conf = k8s.Configuration(host=settings.host)
+        conf.verify_ssl = settings.verify_ssl
+        if settings.token_file:
+            try:
+                token = settings.token_file.read_text().strip()
+            except OSError as exc:
+                raise InputError("kubernetes.token_file", f"cannot read {settings.token_file}: {exc}") from None
+            conf.api_key = {"BearerToken": token}
+            conf.api_key_prefix = {"BearerToken": "Bearer"}
+        return k8s.ApiClient(conf)
+    if settings.in_cluster:
+        conf = k8s.Configuration()
+        k8s_config.load_incluster_config(client_configuration=conf)
+        return k8s.ApiClient(conf)
+    try:
+        return k8s_config.new_client_from_config(
+            config_file=str(settings.kubeconfig) if settings.kubeconfig else None, context=settings.context)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise InputError("kubernetes.kubeconfig", f"cannot load kubeconfig: {exc}") from None
+
+
+class KubeClient:
+    """The handful of API calls the agent makes, returning API-shaped dicts."""
+
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self._api = api_client
+        self._apps = k8s.AppsV1Api(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._version = k8s.VersionApi(api_client)
+
+    @classmethod
+    def for_host(cls, host: str, token: str | None = None, verify_ssl: bool = False) -> "KubeClient":
+        """A client for a bare API URL (the simulator, or the test apiserver)."""
+        conf = k8s.Configuration(host=host)
+        conf.verify_ssl = verify_ssl
+        if token:
+            conf.api_key = {"BearerToken": token}
+            conf.api_key_prefix = {"BearerToken": "Bearer"}
+        return cls(k8s.ApiClient(conf))
+
+    def close(self) -> None:
+        self._api.close()
+
+    def _call(self, fn, *args, **kwargs) -> Any:
+        try:
+            result = fn(*args, **kwargs)
+        except ApiException as exc:
+            raise _wrap(exc) from None
+        return self._api.sanitize_for_serialization(result)
+
+    # --- cluster ---
+    def version(self) -> dict:
+        return self._call(self._version.get_code)
+
+    # --- deployments ---
+    def get_deployment(self, namespace: str, name: str) -> dict:
+        return self._call(self._apps.read_namespaced_deployment, name, namespace)
+
+    def list_deployments(self, namespace: str, selector: str | None = None) -> list[dict]:
+        kw = {"label_selector": selector} if selector else {}
+        return self._call(self._apps.list_namespaced_deployment, namespace, **kw)["items"]
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict | list) -> dict:
+        """Merge-patch a dict (RFC 7386) or JSON-patch a list (RFC 6902, e.g. with a ``test`` precondition)."""
+        ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        return self._call(self._apps.patch_namespaced_deployment, name, namespace, patch, _content_type=ctype)
+
+    def get_scale(self, namespace: str, name: str) -> dict:
+        return self._call(self._apps.read_namespaced_deployment_scale, name, namespace)
+
+    def patch_scale(self, namespace: str, name: str, replicas: int) -> dict:
+        return self._call(self._apps.patch_namespaced_deployment_scale, name, namespace,
+                          {"spec": {"replicas": int(replicas)}}, _content_type=MERGE_PATCH)
+
+    def list_replicasets(self, namespace: str, selector: str | None = None) -> list[dict]:
+        kw = {"label_selector": selector} if selector else {}
+        return self._call(self._apps.list_namespaced_replica_set, namespace, **kw)["items"]
+
+    # --- pods, logs, events ---
+    def list_pods(self, namespace: str, selector: str | None = None) -> list[dict]:
+        kw = {"label_selector": selector} if selector else {}
+        return self._call(self._core.list_namespaced_pod, namespace, **kw)["items"]
+
+    def read_pod_log(self, namespace: str, pod: str, container: str | None = None,
+                     since_seconds: int | None = None, tail_lines: int | None = None,
+                     timestamps: bool = True) -> str:
+        kw: dict[str, Any] = {"timestamps": timestamps}
+        if container:
+            kw["container"] = container
+        if since_seconds:
+            kw["since_seconds"] = int(since_seconds)
+        if tail_lines:
+            kw["tail_lines"] = int(tail_lines)
+        return self._call(self._core.read_namespaced_pod_log, pod, namespace, **kw)
+
+    def list_events(self, namespace: str) -> list[dict]:
+        return self._call(self._core.list_namespaced_event, namespace)["items"]
+
+    def create_event(self, namespace: str, event: dict) -> dict:
+        return self._call(self._core.create_namespaced_event, namespace, event)
+
+    # --- services ---
+    def get_service(self, namespace: str, name: str) -> dict:
+        return self._call(self._core.read_namespaced_service, name, namespace)
+
+    def list_services(self, namespace: str) -> list[dict]:
+        return self._call(self._core.list_namespaced_service, namespace)["items"]
+
+    def patch_service(self, namespace: str, name: str, patch: dict | list) -> dict:
+        ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        return self._call(self._core.patch_namespaced_service, name, namespace, patch, _content_type=ctype)

@@ -1,0 +1,104 @@
+"""Plans, their executions, and what they changed."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiops.domain.target import Target
+
+
+class Mode(str, enum.Enum):
+    """``dry-run`` (the default) decides and records but changes nothing; ``act`` changes the cluster."""
+
+    DRY_RUN = "dry-run"
+    ACT = "act"
+
+
+class ExecutionState(str, enum.Enum):
+    PENDING = "pending"
+    AWAITING_APPROVAL = "awaiting_approval"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    BLOCKED = "blocked"
+    SKIPPED = "skipped"
+
+    @property
+    def final(self) -> bool:
+        return self not in (ExecutionState.PENDING, ExecutionState.AWAITING_APPROVAL,
+                            ExecutionState.EXECUTING, ExecutionState.VERIFYING)
+
+
+def plan_id(incident_id: str, playbook: str, target: Target) -> str:
+    """The idempotency key: the same incident, playbook and target always give the same id."""
+    raw = f"{incident_id}|{playbook}|{target.kind}|{target.namespace}|{target.name}"
+    return "p-" + hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPlan:
+    """What to do, to what, and how to check it. ``id`` is the idempotency key (see ``plan_id``)."""
+
+    id: str
+    incident_id: str
+    playbook: str
+    action: str
+    target: Target
+    params: dict[str, Any]
+    mode: Mode
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "incident": self.incident_id, "playbook": self.playbook, "action": self.action,
+                "target": self.target.as_dict(), "params": self.params, "mode": self.mode.value,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """The planner's refusal. ``reason`` is machine-readable (``out_of_scope``, ``cooldown``, ...)."""
+
+    reason: str
+    detail: str = ""
+    plan: ActionPlan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an action did (or, in dry-run, would do) to one object: enough to show it and to undo it."""
+
+    target: Target
+    description: str
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    applied: bool = False
+    already_done: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target.as_dict(), "description": self.description, "before": self.before,
+                "after": self.after, "applied": self.applied, "already_done": self.already_done}
+
+
+@dataclass(slots=True)
+class Execution:
+    """A plan's run: its current state and every transition so far (``history`` of (ts, state, note))."""
+
+    plan: ActionPlan
+    state: ExecutionState = ExecutionState.PENDING
+    history: list[tuple[float, str, str]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    verification: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def plan_id(self) -> str:
+        return self.plan.id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan.as_dict(), "state": self.state.value,
+                "history": [{"ts": ts, "state": s, "note": n} for ts, s, n in self.history],
+                "changes": [c.as_dict() for c in self.changes], "verification": self.verification}

@@ -1,0 +1,45 @@
+"""A playbook: the one allow-listed way to act on a kind of fault (pydantic model of ``playbooks/*.yaml``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate"]
+ApprovalMode = Literal["auto", "approve", "never"]
+
+
+class VerifySpec(BaseModel):
+    """How to tell the action worked: these signals must return below their pre-action level within the window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signals: tuple[str, ...] = ()
+    window_seconds: float = Field(default=120.0, gt=0)
+    interval_seconds: float = Field(default=15.0, gt=0)
+    # Below this fraction of the pre-action level (or back inside the baseline band) counts as recovered.
+    recovered_ratio: float = Field(default=0.8, gt=0)
+    # Above this multiple of the pre-action level counts as worse, which triggers the undo.
+    worse_ratio: float = Field(default=1.2, gt=1)
+
+
+class Playbook(BaseModel):
+    """An idempotent remediation. ``action`` picks the implementation; ``params`` are bounded by the schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    description: str = ""
+    action: ActionKind
+    faults: tuple[str, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+    approval: ApprovalMode = "auto"
+    verify: VerifySpec = Field(default_factory=VerifySpec)
+    # Undo the action when verification says the service got worse.
+    undo_on_worse: bool = True
+
+    @property
+    def acts(self) -> bool:
+        """False for playbooks that only notify (``escalate``)."""
+        return self.action != "escalate"

@@ -1,0 +1,164 @@
+"""The agent's configuration: the one place that reads the config file.
+
+Every other module receives these typed objects; none reads files or the environment for configuration itself.
+A bad file is an ``InputError`` naming the file, the key and the reason (the CLI turns it into exit code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiops.domain.errors import InputError
+from aiops.domain.plans import Mode
+
+# The stock playbooks, rules and models folders that ship beside the package (repo root in a checkout).
+STOCK_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WebhookSettings(_Section):
+    listen: str = "0.0.0.0:8080"
+    token_file: Path | None = None
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 0.0.0.0:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class PrometheusSettings(_Section):
+    url: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class KubernetesSettings(_Section):
+    kubeconfig: Path | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    # Direct API access (the simulator, or a proxy); takes precedence over kubeconfig when set.
+    host: str | None = None
+    token_file: Path | None = None
+    verify_ssl: bool = True
+    # The scope allow-list: the agent never reads or changes objects outside these namespaces.
+    namespaces: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "KubernetesSettings":
+        if self.in_cluster and (self.kubeconfig or self.host):
+            raise ValueError("in_cluster cannot be combined with kubeconfig or host")
+        return self
+
+
+class LoopSettings(_Section):
+    """The scheduled collect/detect loop."""
+
+    interval_seconds: float = Field(default=60.0, gt=0)
+    baseline_seconds: float = Field(default=3600.0, gt=0)
+    recent_seconds: float = Field(default=600.0, gt=0)
+    step_seconds: float = Field(default=15.0, gt=0)
+
+
+class PolicySettings(_Section):
+    """Guards the planner applies to every plan."""
+
+    cooldown_seconds: float = Field(default=900.0, ge=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    max_replicas: int = Field(default=20, ge=1)
+
+
+class Settings(_Section):
+    """The whole configuration file (YAML)."""
+
+    mode: Mode = Mode.DRY_RUN
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    loop: LoopSettings = Field(default_factory=LoopSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    playbooks_dir: Path = STOCK_ROOT / "playbooks"
+    rules_dir: Path = STOCK_ROOT / "rules"
+    models_dir: Path = STOCK_ROOT / "models"
+    state_dir: Path = Path("var")
+    log_format: Literal["json", "text"] = "json"
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a YAML config file. Relative paths in it resolve against the file's folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read config file: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"must be a mapping of keys, got {type(raw).__name__}")
+    settings = parse_settings(raw, where=str(path))
+    return _resolve_paths(settings, path.parent)
+
+
+def parse_settings(raw: dict, where: str = "config") -> Settings:
+    """Validate an already-parsed mapping; errors name the dotted key."""
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(where, validation_message(exc)) from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """One line per problem: ``key.path: reason``, shared by every YAML-backed file we read."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    return settings.model_copy(update={
+        "playbooks_dir": fix(settings.playbooks_dir),
+        "rules_dir": fix(settings.rules_dir),
+        "models_dir": fix(settings.models_dir),
+        "state_dir": fix(settings.state_dir),
+        "webhook": settings.webhook.model_copy(update={"token_file": fix(settings.webhook.token_file)}),
+        "kubernetes": settings.kubernetes.model_copy(update={
+            "kubeconfig": fix(settings.kubernetes.kubeconfig), "token_file": fix(settings.kubernetes.token_file)}),
+    })
