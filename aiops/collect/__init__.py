@@ -1,0 +1,1 @@
+"""Collect: metrics, logs, events, alerts and case folders, turned into domain ``Observations``."""

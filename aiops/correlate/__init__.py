@@ -1,0 +1,1 @@
+"""Correlate: alerts and anomalies grouped into one incident per owning workload."""

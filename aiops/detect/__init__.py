@@ -1,0 +1,1 @@
+"""Detect: PyOD detectors on windowed workload features, and the model store."""

@@ -1,0 +1,1 @@
+"""Diagnose: statistical ranking, the rule engine and (optionally) a GLM, combined into one Diagnosis."""

@@ -1,0 +1,1 @@
+"""Remediate: playbooks, the guarded planner, idempotent actions, the execution state machine, verification."""

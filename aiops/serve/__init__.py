@@ -1,0 +1,1 @@
+"""Serve: the agent runtime (scheduled loop, Alertmanager webhook, own metrics)."""
