@@ -1,0 +1,40 @@
+# Two commands: `make demo` and `make test`. Each sets up everything it needs on a fresh machine, then runs.
+# Re-running is fast: the venv install is redone only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian's monitoring stack, used by the integration tests (and handy next to `aiops sim`).
+SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/promtool
+
+.PHONY: demo test setup system-deps lint clean
+
+demo: setup
+	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
+
+test: setup system-deps
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+system-deps: $(SYSTEM_BINARIES)
+
+$(SYSTEM_BINARIES) &:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,100 @@
+"""The ``aiops`` command line.
+
+Exit codes (DESIGN.md): 0 ok, 1 the job ran and found a problem it reports (a diagnosed fault, lint errors, a demo
+that did not recover), 2 bad input (the message names the file, flag or field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from aiops import __version__, commands
+from aiops.commands import EXIT_BAD_INPUT
+from aiops.domain.errors import InputError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors say which flag is wrong and exit 2 like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_BAD_INPUT, f"aiops: error: {message}\n")
+
+
+def _duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1d`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    try:
+        if text and text[-1] in units:
+            value = float(text[:-1]) * units[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 2h or 90s") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aiops", description="A self-healing agent for Kubernetes services.")
+    parser.add_argument("--version", action="version", version=f"aiops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="run the closed loop on the built-in simulated cluster")
+    demo.add_argument("--scenario", default="memory_leak", help="memory_leak, traffic_surge or bad_deploy")
+    demo.add_argument("--format", choices=("text", "json"), default="text")
+    demo.add_argument("--seed", type=int, default=0)
+
+    sim = sub.add_parser("sim", help="run the simulated cluster as a standing process")
+    sim.add_argument("--scenario", default="memory_leak")
+    sim.add_argument("--kube-port", type=int, default=8001)
+    sim.add_argument("--metrics-port", type=int, default=9102)
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--inject-after", type=_duration, default=None,
+                     help="inject the scenario's fault after this long (default: never)")
+
+    serve = sub.add_parser("serve", help="run the agent: scheduled loop + Alertmanager webhook")
+    serve.add_argument("--config", required=True, type=Path)
+
+    diagnose = sub.add_parser("diagnose", help="diagnose a recorded case folder or a live namespace")
+    source = diagnose.add_mutually_exclusive_group(required=True)
+    source.add_argument("--case", type=Path, help="a case folder (DESIGN.md section 4)")
+    source.add_argument("--prometheus", help="Prometheus URL, to diagnose live")
+    diagnose.add_argument("--namespace", help="namespace to diagnose (with --prometheus)")
+    diagnose.add_argument("--since", type=_duration, default=1800.0, help="how far back to look (default 30m)")
+    diagnose.add_argument("--config", type=Path, help="config file (playbooks, rules, kube access)")
+    diagnose.add_argument("--format", choices=("text", "json"), default="text")
+    diagnose.add_argument("--explain", action="store_true", help="show which rules matched and why")
+
+    record = sub.add_parser("record", help="write a case folder from a live system")
+    record.add_argument("--prometheus", required=True)
+    record.add_argument("--namespace", required=True)
+    record.add_argument("--since", type=_duration, default=3600.0)
+    record.add_argument("--out", required=True, type=Path)
+    record.add_argument("--config", type=Path, help="config file (kube access for logs and events)")
+
+    validate = sub.add_parser("validate", help="lint playbook, rule and config files")
+    validate.add_argument("paths", nargs="*", type=Path,
+                          help="files or folders (default: the stock playbooks/ and rules/)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
+    try:
+        return handler(args)
+    except InputError as exc:
+        print(f"aiops: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""What each ``aiops`` sub-command does. ``cli.py`` parses flags; these functions return the exit code.
+
+Heavy modules (pandas, pyod, the clients) are imported inside each command so ``aiops --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import json
+
+from aiops.domain.errors import InputError
+from aiops.settings import Settings, load_settings
+
+log = logging.getLogger("aiops")
+
+EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def emit(data: object, fmt: str, text: str) -> None:
+    """Print ``text`` or ``data`` as JSON, per ``--format``."""
+    if fmt == "json":
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(text)
+
+
+def demo(args: argparse.Namespace) -> int:
+    from aiops.demo import render_text, run_demo
+
+    outcome = run_demo(args.scenario, seed=args.seed)
+    emit(outcome.as_dict(), args.format, render_text(outcome))
+    return EXIT_OK if outcome.recovered else EXIT_PROBLEM
+
+
+def sim(args: argparse.Namespace) -> int:
+    from aiops.sim.runtime import SimRuntime
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with SimRuntime(args.scenario, realtime=True, host=args.host, kube_port=args.kube_port,
+                    metrics_port=args.metrics_port) as runtime:
+        print(f"simulated cluster running (scenario {args.scenario}, namespace {runtime.scenario.namespace})")
+        print(f"  Kubernetes API: {runtime.kube_url}   (kubectl --server {runtime.kube_url} get deploy -A)")
+        print(f"  metrics:        {runtime.prom_url}/metrics   (Prometheus scrape target)")
+        if args.inject_after is not None:
+            timer = threading.Timer(args.inject_after, runtime.inject)
+            timer.daemon = True
+            timer.start()
+            print(f"  fault {args.scenario} will be injected in {args.inject_after:.0f}s")
+        sys.stdout.flush()
+        runtime.run_forever(stop)
+    return EXIT_OK
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiops.serve.agent import Agent, build_parts
+    from aiops.serve.logging import configure_logging
+
+    settings = load_settings(args.config)
+    configure_logging(settings.log_format)
+    agent = Agent(build_parts(settings)).start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    agent.stop()
+    return EXIT_OK
+
+
+def _settings(path: Path | None) -> Settings:
+    return load_settings(path) if path else Settings()
+
+
+def diagnose(args: argparse.Namespace) -> int:
+    from aiops.collect.casefolder import read_case
+    from aiops.serve.agent import load_knowledge
+    from aiops.serve.offline import OfflineDiagnostician
+
+    settings = _settings(args.config)
+    knowledge = load_knowledge(settings)
+    diagnostician = OfflineDiagnostician(knowledge.diagnoser, knowledge.playbooks, settings.loop.recent_seconds,
+                                         knowledge.rule_engine)
+    if args.case is not None:
+        case = read_case(args.case, settings.loop.step_seconds)
+        report = diagnostician.run(case.observations, case.alerts, explain=args.explain, truth=case.truth)
+    else:
+        if not args.namespace:
+            raise InputError("--namespace", "required with --prometheus")
+        observations = _live_observations(args, settings)
+        report = diagnostician.run(observations, explain=args.explain)
+    emit(report.as_dict(), args.format, report.render())
+    return EXIT_PROBLEM if report.found_problem else EXIT_OK
+
+
+def _live_observations(args: argparse.Namespace, settings: Settings):
+    """Metrics from ``--prometheus``; logs and events too when ``--config`` gives Kubernetes access."""
+    from dataclasses import replace
+
+    from aiops.clients.prometheus import PrometheusClient, PrometheusError
+    from aiops.collect.prometheus import PrometheusCollector
+
+    if not args.prometheus.startswith(("http://", "https://")):
+        raise InputError("--prometheus", f"{args.prometheus!r} must start with http:// or https://")
+    end = time.time()
+    start = end - args.since
+    try:
+        observations = PrometheusCollector(PrometheusClient(args.prometheus), settings.loop.step_seconds).collect(
+            args.namespace, start, end)
+    except PrometheusError as exc:
+        raise InputError("--prometheus", str(exc)) from None
+    if args.config is not None:
+        from aiops.clients.kube import KubeClient, api_client_from_settings
+        from aiops.collect.kube import KubeCollector
+
+        kube = KubeCollector(KubeClient(api_client_from_settings(settings.kubernetes)))
+        observations = replace(observations, logs=tuple(kube.logs(args.namespace, start, end)),
+                               events=tuple(kube.events(args.namespace, start, end)))
+    return observations
+
+
+def record(args: argparse.Namespace) -> int:
+    from aiops.collect.casefolder import write_case
+
+    observations = _live_observations(args, _settings(args.config))
+    write_case(args.out, observations)
+    print(f"wrote {args.out}: {len(observations.series)} series, {len(observations.logs)} log lines, "
+          f"{len(observations.events)} events")
+    return EXIT_OK
+
+
+def validate(args: argparse.Namespace) -> int:
+    from aiops.validate import validate_paths
+
+    problems, checked = validate_paths(args.paths)
+    for problem in problems:
+        print(problem)
+    print(f"{checked} file(s) checked, {len(problems)} problem(s)")
+    return EXIT_PROBLEM if problems else EXIT_OK

@@ -1,0 +1,166 @@
+"""The ensemble: runs the analyzers and combines their hypotheses into one ``Diagnosis``.
+
+The combination is deliberately simple (calibration comes later):
+
+1. Guard: a hypothesis survives only if its playbook is in the allowed list, its target is in the incident's
+   namespace and is a workload that was observed (or the incident target). Anything else is dropped and
+   recorded, never executed, so an analyzer (or text it read) cannot steer an action elsewhere.
+2. Reinforce: hypotheses about the same (workload, fault) combine by a weighted noisy-OR over analyzers,
+   ``1 - prod(1 - w_a * c_a)``, taking each analyzer's best confidence once (two rules of one analyzer saying
+   the same thing do not compound). Weights: ``ANALYZER_WEIGHT``.
+3. Decide: if rules matched, they decide fault and playbook; when they name different workloads, the statistical
+   ranking picks the workload (the best-ranked one among those the rules name). Without rule matches the
+   strongest combined group wins.
+4. Refuse: below ``min_confidence`` the choice is ``escalate`` on the incident target, fault ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+from aiops.diagnose.faults import ESCALATE
+from aiops.domain.diagnosis import Diagnosis, Evidence, Fault, Hypothesis
+from aiops.domain.incident import Incident
+from aiops.domain.observations import Observations
+from aiops.domain.playbook import Playbook
+from aiops.domain.protocols import Analyzer
+
+ANALYZER_WEIGHT: dict[str, float] = {"stats": 0.8, "rules": 1.0, "glm": 0.8}
+DEFAULT_WEIGHT = 0.8
+RULES = "rules"
+
+
+def _brief(h: Hypothesis) -> dict[str, Any]:
+    return {"workload": h.target.name, "fault": h.fault.value, "playbook": h.playbook,
+            "confidence": round(h.confidence, 4)}
+
+
+class Diagnoser:
+    """Runs ``analyzers`` and combines their hypotheses (see the module docstring for how)."""
+
+    def __init__(self, analyzers: Sequence[Analyzer], min_confidence: float = 0.5,
+                 weights: dict[str, float] | None = None) -> None:
+        self.analyzers = list(analyzers)
+        self.min_confidence = min_confidence
+        self.weights = {**ANALYZER_WEIGHT, **(weights or {})}
+
+    def diagnose(self, incident: Incident, observations: Observations,
+                 playbooks: Sequence[Playbook]) -> Diagnosis:
+        """The diagnosis of ``incident``: every surviving hypothesis, the ranking, and the chosen one."""
+        summaries: dict[str, Any] = {"stats": None, "rules": None, "glm": None}
+        kept: list[Hypothesis] = []
+        for analyzer in self.analyzers:
+            try:
+                found = list(analyzer.analyze(incident, observations, playbooks))
+            except Exception as exc:  # noqa: BLE001 - one broken analyzer (e.g. an LLM endpoint) must not stop the rest
+                summaries[analyzer.name] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            good, dropped = self._guard(found, incident, observations, playbooks)
+            kept += good
+            summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": dropped}
+        ranking = self._ranking(kept, incident, observations)
+        chosen = self._choose(kept, ranking, incident)
+        return Diagnosis(incident=incident, hypotheses=tuple(sorted(kept, key=lambda h: -h.confidence)),
+                         chosen=chosen, ranking=tuple(ranking), analyzers=summaries)
+
+    # -- 1. guard --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _guard(found: list[Hypothesis], incident: Incident, observations: Observations,
+               playbooks: Sequence[Playbook]) -> tuple[list[Hypothesis], list[dict[str, Any]]]:
+        allowed = {p.name for p in playbooks}
+        namespace = incident.target.namespace
+        workloads = set(observations.workloads) | {incident.target.name}
+        good, dropped = [], []
+        for h in found:
+            reason = ""
+            if h.playbook not in allowed:
+                reason = f"playbook {h.playbook!r} is not allowed"
+            elif h.target.namespace != namespace:
+                reason = f"target namespace {h.target.namespace!r} is not the incident's {namespace!r}"
+            elif h.target.name not in workloads:
+                reason = f"target {h.target.name!r} was not observed"
+            elif not 0.0 <= h.confidence <= 1.0:
+                reason = f"confidence {h.confidence} outside [0, 1]"
+            if reason:
+                dropped.append({**_brief(h), "reason": reason})
+            else:
+                good.append(h)
+        return good, dropped
+
+    # -- ranking ---------------------------------------------------------------------------------------------
+    def _ranking(self, kept: list[Hypothesis], incident: Incident,
+                 observations: Observations) -> list[tuple[str, float]]:
+        for h in kept:
+            for ev in h.evidence:
+                if ev.kind == "ranking" and "ranking" in ev.data:
+                    return [(str(w), float(s)) for w, s in ev.data["ranking"]]
+        for analyzer in self.analyzers:  # no stats hypothesis carried it (nothing moved): ask directly
+            rank = getattr(analyzer, "ranking", None)
+            if callable(rank):
+                try:
+                    return [(str(w), float(s)) for w, s in rank(incident, observations)]
+                except Exception:  # noqa: BLE001 - the ranking is informative only
+                    return []
+        return []
+
+    # -- 2./3./4. reinforce, decide, refuse ------------------------------------------------------------------
+    def _groups(self, kept: list[Hypothesis]) -> dict[tuple[str, Fault], dict[str, Hypothesis]]:
+        """(workload, fault) -> {analyzer: its most confident hypothesis for it}."""
+        groups: dict[tuple[str, Fault], dict[str, Hypothesis]] = defaultdict(dict)
+        for h in kept:
+            per = groups[(h.target.name, h.fault)]
+            if h.source not in per or h.confidence > per[h.source].confidence:
+                per[h.source] = h
+        return groups
+
+    def _combined(self, per: dict[str, Hypothesis]) -> float:
+        miss = 1.0
+        for source, h in per.items():
+            miss *= 1.0 - min(1.0, self.weights.get(source, DEFAULT_WEIGHT) * h.confidence)
+        return 1.0 - miss
+
+    def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident) -> Hypothesis:
+        groups = self._groups(kept)
+        scored = {key: self._combined(per) for key, per in groups.items()}
+        with_rules = [key for key, per in groups.items() if RULES in per]
+        candidates = list(scored)
+        decided_by = "strongest combined hypothesis"
+        if with_rules:
+            targets = {w for w, _ in with_rules}
+            candidates = with_rules
+            decided_by = "rules"
+            if len(targets) > 1 and ranking:
+                rank = dict(ranking)
+                best = max(sorted(targets), key=lambda w: rank.get(w, 0.0))
+                candidates = [k for k in with_rules if k[0] == best]
+                decided_by = f"rules (the stats ranking chose {best} among {', '.join(sorted(targets))})"
+        if not candidates:
+            return self._escalate(incident, 0.0, "no analyzer produced an allowed hypothesis")
+        key = max(sorted(candidates, key=lambda k: (k[0], k[1].value)), key=lambda k: scored[k])
+        per = groups[key]
+        confidence = round(scored[key], 4)
+        lead = per.get(RULES) or max(per.values(), key=lambda h: self.weights.get(h.source, DEFAULT_WEIGHT) * h.confidence)
+        if confidence < self.min_confidence:
+            return self._escalate(incident, confidence, f"best hypothesis {key[0]}/{key[1].value} has confidence "
+                                  f"{confidence:.2f}, below {self.min_confidence:.2f}", lead.evidence)
+        evidence: list[Evidence] = [Evidence(kind="rule", summary=(
+            f"{key[1].value} on {key[0]}: {', '.join(sorted(per))} agree (combined {confidence:.2f}); "
+            f"decided by {decided_by}"))]
+        seen = set()
+        for source in sorted(per, key=lambda s: s != RULES):
+            for ev in per[source].evidence:
+                if "ranking" in ev.data:  # the whole ranking is reported on its own
+                    continue
+                if (ev.kind, ev.summary) not in seen:
+                    seen.add((ev.kind, ev.summary))
+                    evidence.append(ev)
+        return Hypothesis(target=lead.target, fault=key[1], playbook=lead.playbook, confidence=confidence,
+                          source="+".join(sorted(per)), evidence=tuple(evidence), params=dict(lead.params))
+
+    @staticmethod
+    def _escalate(incident: Incident, confidence: float, why: str,
+                  evidence: tuple[Evidence, ...] = ()) -> Hypothesis:
+        note = Evidence(kind="rule", summary=f"escalating to a person: {why}")
+        return Hypothesis(target=incident.target, fault=Fault.UNKNOWN, playbook=ESCALATE, confidence=confidence,
+                          source="ensemble", evidence=(note,) + tuple(evidence))

@@ -1,0 +1,274 @@
+"""The rule file format (``rules/*.yaml``) and ``RuleSet``, which loads and checks a folder of them.
+
+A rule names a fault, the playbook that answers it, a confidence, and ``when``: criteria that must all hold.
+Each criterion has exactly one kind key::
+
+    - signal: memory            # plus one or more of: trend, above_baseline_z, below_baseline_z, ratio_to_baseline
+      trend: rising
+    - event: {reason: "OOMKill.*|BackOff", type: Warning, within: 15m}
+    - log: {pattern: "(?i)error", min_count: 5, new: true, max_pod_fraction: 0.5}
+    - alert: {alertname: HighErrorRate}          # label -> regex (full match)
+    - rollout: {within: 30m}                     # a new ReplicaSet of this workload
+    - callers: {signal: latency_p99, above_baseline_z: 3}   # some caller of this workload matches
+    - callees: {signal: latency_p99, above_baseline_z: 3}   # some callee of this workload matches
+    - any_of: [...]    all_of: [...]    none_of: [...]
+
+Every problem is reported as ``InputError("rules/x.yaml: rules[2].when[0].signal", reason)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Sequence
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiops.domain import signals as sig
+from aiops.domain.diagnosis import Fault
+from aiops.domain.errors import InputError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_RATIO = re.compile(r"^\s*(>=|<=|>|<)\s*(\d+(?:\.\d+)?)\s*$")
+KIND_KEYS = ("signal", "event", "log", "alert", "rollout", "callers", "callees", "any_of", "all_of", "none_of")
+SIGNAL_OPTIONS = ("trend", "above_baseline_z", "below_baseline_z", "ratio_to_baseline")
+
+
+def parse_duration(value: Any) -> float:
+    """``90``, ``"90s"``, ``"15m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration like 90s, 15m or 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"bad duration {value!r}; use e.g. 90s, 15m or 1h")
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+def parse_ratio(value: str) -> tuple[str, float]:
+    """``">1.5"`` -> (``">"``, 1.5)."""
+    m = _RATIO.match(value)
+    if not m:
+        raise ValueError(f"bad ratio {value!r}; use e.g. '>1.5' or '<0.5'")
+    return m.group(1), float(m.group(2))
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"bad regex {value!r}: {exc}") from None
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventSpec(_Strict):
+    """Kubernetes events of the workload (or its pods/ReplicaSets) in the last ``within`` of the window."""
+
+    reason: str | None = None      # regex, full match
+    message: str | None = None     # regex, searched
+    type: Literal["Normal", "Warning"] | None = None
+    within: Duration = 900.0
+    min_count: int = Field(default=1, ge=1)
+
+    @field_validator("reason", "message")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        return _check_regex(value)
+
+
+class LogSpec(_Strict):
+    """Log lines of the workload matching ``pattern`` (searched); ``new`` = template unseen in the baseline."""
+
+    pattern: str
+    min_count: int = Field(default=1, ge=1)
+    new: bool = False
+    within: Duration | None = None
+    # Errors confined to some pods (one ReplicaSet or zone): matching pods / pods logging, at most this.
+    max_pod_fraction: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        return _check_regex(value)
+
+
+class RolloutSpec(_Strict):
+    """The workload rolled onto a new ReplicaSet in the last ``within`` of the window."""
+
+    within: Duration = 1800.0
+
+
+class Criterion(_Strict):
+    """One condition; exactly one kind key is set (see the module docstring)."""
+
+    signal: str | None = None
+    trend: Literal["rising", "falling"] | None = None
+    above_baseline_z: float | None = Field(default=None, gt=0)
+    below_baseline_z: float | None = Field(default=None, gt=0)
+    ratio_to_baseline: str | None = None
+    event: EventSpec | None = None
+    log: LogSpec | None = None
+    alert: dict[str, str] | None = None
+    rollout: RolloutSpec | None = None
+    callers: Criterion | None = None
+    callees: Criterion | None = None
+    any_of: list[Criterion] | None = Field(default=None, min_length=1)
+    all_of: list[Criterion] | None = Field(default=None, min_length=1)
+    none_of: list[Criterion] | None = Field(default=None, min_length=1)
+
+    @field_validator("signal")
+    @classmethod
+    def _known_signal(cls, value: str | None) -> str | None:
+        if value is not None and value not in sig.SIGNALS:
+            raise ValueError(f"unknown signal {value!r}; choose from {', '.join(sig.SIGNALS)}")
+        return value
+
+    @field_validator("ratio_to_baseline", mode="before")
+    @classmethod
+    def _ratio(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f">={value}"
+        if value is not None:
+            parse_ratio(str(value))
+        return value
+
+    @field_validator("alert")
+    @classmethod
+    def _matchers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for pattern in (value or {}).values():
+            _check_regex(pattern)
+        if value is not None and not value:
+            raise ValueError("needs at least one label matcher, e.g. {alertname: HighErrorRate}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Criterion":
+        kinds = [k for k in KIND_KEYS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"needs exactly one of {', '.join(KIND_KEYS)}; got {', '.join(kinds) or 'none'}")
+        options = [o for o in SIGNAL_OPTIONS if getattr(self, o) is not None]
+        if self.signal is None and options:
+            raise ValueError(f"{', '.join(options)} only go with 'signal'")
+        if self.signal is not None and not options:
+            raise ValueError(f"signal needs a condition: one or more of {', '.join(SIGNAL_OPTIONS)}")
+        for key in ("callers", "callees"):
+            inner = getattr(self, key)
+            if inner is not None and inner.signal is None:
+                raise ValueError(f"{key} takes a signal criterion, e.g. {{signal: latency_p99, above_baseline_z: 3}}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KIND_KEYS if getattr(self, k) is not None)
+
+
+class Rule(_Strict):
+    """If every ``when`` criterion holds for a workload, it suffers ``fault``, answered by ``playbook``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    description: str = ""
+    fault: Fault
+    playbook: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    confidence: float = Field(ge=0, le=1)
+    when: list[Criterion] = Field(min_length=1)
+
+    @field_validator("fault", mode="before")
+    @classmethod
+    def _known_fault(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in {f.value for f in Fault}:
+            raise ValueError(f"unknown fault {value!r}; choose from {', '.join(f.value for f in Fault)}")
+        return value
+
+
+class RuleFile(_Strict):
+    """One ``rules/*.yaml`` file."""
+
+    rules: list[Rule] = Field(default_factory=list)
+
+
+def _where(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _reason(err: dict) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The loaded rules, in file-name order, and where each one was defined (``rules/x.yaml: rules[0]``)."""
+
+    rules: tuple[Rule, ...] = ()
+    origins: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RuleSet":
+        """Every ``*.yaml``/``*.yml`` file of a folder (or one file). Raises ``InputError`` naming file and key."""
+        path = Path(path)
+        if path.is_file():
+            files = [path]
+        elif path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            raise InputError(str(path), "rules folder not found")
+        rules: list[Rule] = []
+        origins: dict[str, str] = {}
+        for file in files:
+            for i, rule in enumerate(cls._read(file).rules):
+                here = f"{file}: rules[{i}]"
+                if rule.name in origins:
+                    raise InputError(f"{here}.name", f"duplicate rule name {rule.name!r} (first in {origins[rule.name]})")
+                origins[rule.name] = here
+                rules.append(rule)
+        return cls(tuple(rules), origins)
+
+    @staticmethod
+    def _read(file: Path) -> RuleFile:
+        try:
+            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(str(file), f"cannot read rule file: {exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{file}:{mark.line + 1}" if mark else str(file)
+            raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        if raw is None:
+            return RuleFile()
+        if not isinstance(raw, dict):
+            raise InputError(str(file), f"must be a mapping with a 'rules' list, got {type(raw).__name__}")
+        try:
+            return RuleFile.model_validate(raw)
+        except ValidationError as exc:
+            errors = exc.errors()
+            first = errors[0]
+            more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+            raise InputError(f"{file}: {_where(first['loc'])}", _reason(first) + more) from None
+
+    def validate(self, playbook_names: Sequence[str]) -> list[str]:
+        """Problems that need the playbooks to see: a rule naming a playbook that is not loaded."""
+        known = set(playbook_names)
+        return [f"{self.origins.get(r.name, r.name)}.playbook: unknown playbook {r.playbook!r}; "
+                f"choose from {', '.join(sorted(known)) or '(none loaded)'}"
+                for r in self.rules if r.playbook not in known]

@@ -1,0 +1,20 @@
+"""The actions a playbook can run, by the playbook's ``action`` kind (see ``ACTIONS``)."""
+
+from aiops.remediate.actions.base import PLAN_ANNOTATION, ActionError, KubeApi
+from aiops.remediate.actions.escalate import EscalateAction
+from aiops.remediate.actions.restart import RestartAction
+from aiops.remediate.actions.rollback import RollbackAction
+from aiops.remediate.actions.scale import ScaleAction, scaled_replicas
+from aiops.remediate.actions.shift import ShiftTrafficAction
+
+# Each class is built as ``cls(kube, clock)``.
+ACTIONS: dict[str, type] = {
+    "restart": RestartAction,
+    "scale": ScaleAction,
+    "shift_traffic": ShiftTrafficAction,
+    "rollback": RollbackAction,
+    "escalate": EscalateAction,
+}
+
+__all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "EscalateAction", "KubeApi", "RestartAction",
+           "RollbackAction", "ScaleAction", "ShiftTrafficAction", "scaled_replicas"]

@@ -1,0 +1,180 @@
+"""What every action shares: the Kubernetes calls it needs, the plan-id annotation, conflict retries, audit Events.
+
+Idempotency rests on one rule: the change and the annotation ``aiops.io/plan-id: <plan id>`` are written in the
+same patch, so an object carrying the annotation has the change, and ``apply`` seeing it does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from aiops.domain.errors import AiopsError
+from aiops.domain.plans import ActionPlan, Change
+from aiops.domain.protocols import Clock
+
+PLAN_ANNOTATION = "aiops.io/plan-id"
+UNDONE_ANNOTATION = "aiops.io/undone-plan-id"
+AUDIT_REASON = "AiopsAction"
+# A read-modify-write losing a race (409 Conflict, or 422 from a failed JSON-patch ``test``) is retried this often.
+CONFLICT_ATTEMPTS = 3
+
+
+class KubeApi(Protocol):
+    """The subset of ``aiops.clients.kube.KubeClient`` the actions call (API-shaped dicts in and out)."""
+
+    def get_deployment(self, namespace: str, name: str) -> dict: ...
+
+    def patch_deployment(self, namespace: str, name: str, patch: dict | list) -> dict: ...
+
+    def list_replicasets(self, namespace: str, selector: str | None = None) -> list[dict]: ...
+
+    def get_service(self, namespace: str, name: str) -> dict: ...
+
+    def patch_service(self, namespace: str, name: str, patch: dict | list) -> dict: ...
+
+    def create_event(self, namespace: str, event: dict) -> dict: ...
+
+    def list_events(self, namespace: str) -> list[dict]: ...
+
+
+class ActionError(AiopsError):
+    """The cluster is not in a state this action can work with (e.g. no previous revision to roll back to)."""
+
+
+def rfc3339(ts: float) -> str:
+    """Seconds-precision UTC timestamp, as Kubernetes writes them."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def annotations(obj: dict) -> dict[str, str]:
+    """``metadata.annotations`` of an API object (``{}`` when absent)."""
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def is_conflict(exc: Exception) -> bool:
+    """True for the API errors a fresh read and a retry can fix."""
+    return getattr(exc, "status", None) in (409, 422)
+
+
+def guarded_patch(obj: dict, ops: list[dict], plan_id: str | None = None,
+                  extra_annotations: dict[str, str] | None = None) -> list[dict]:
+    """A JSON patch that applies ``ops`` only if ``obj`` is unchanged, writing the plan annotation with them."""
+    notes = annotations(obj)
+    if plan_id is not None:
+        notes[PLAN_ANNOTATION] = plan_id
+    notes.update(extra_annotations or {})
+    return [{"op": "test", "path": "/metadata/resourceVersion", "value": obj["metadata"]["resourceVersion"]},
+            *ops, {"op": "add", "path": "/metadata/annotations", "value": notes}]
+
+
+class ObjectAction:
+    """Read-check-patch skeleton: subclasses say how to read the object and what patch makes (or undoes) the change.
+
+    ``_prepare`` returns the ``Change`` and the patch; ``_prepare_undo`` the same, with ``None`` for "nothing to
+    undo". Reads happen in dry-run too (to describe the change); writes never do.
+    """
+
+    kind = ""
+    api_version = "apps/v1"
+
+    def __init__(self, kube: KubeApi, clock: Clock) -> None:
+        self.kube = kube
+        self.clock = clock
+
+    # --- what subclasses provide ---
+    def _read(self, plan: ActionPlan) -> dict:
+        return self.kube.get_deployment(plan.target.namespace, plan.target.name)
+
+    def _write(self, plan: ActionPlan, patch: dict | list) -> dict:
+        return self.kube.patch_deployment(plan.target.namespace, plan.target.name, patch)
+
+    def _state(self, obj: dict) -> dict[str, Any]:
+        """The part of the object this action changes, for ``Change.before``/``after``."""
+        return {}
+
+    def _prepare(self, plan: ActionPlan, obj: dict) -> tuple[Change, dict | list]:
+        raise NotImplementedError
+
+    def _prepare_undo(self, plan: ActionPlan, change: Change, obj: dict) -> tuple[Change, dict | list | None]:
+        raise NotImplementedError
+
+    # --- the Action protocol ---
+    def is_satisfied(self, plan: ActionPlan) -> bool:
+        """True when the object already carries this plan's annotation (so the change is in place)."""
+        return annotations(self._read(plan)).get(PLAN_ANNOTATION) == plan.id
+
+    def apply(self, plan: ActionPlan, dry_run: bool) -> Change:
+        """Make the change once; in dry-run only describe it."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            obj = self._read(plan)
+            if annotations(obj).get(PLAN_ANNOTATION) == plan.id:
+                return Change(plan.target, f"{self.kind}: already done by plan {plan.id}", after=self._state(obj),
+                              already_done=True)
+            change, patch = self._prepare(plan, obj)
+            if dry_run:
+                return change
+            try:
+                self._write(plan, patch)
+            except Exception as exc:
+                if is_conflict(exc) and attempt + 1 < CONFLICT_ATTEMPTS:
+                    continue
+                raise
+            self.audit(plan, "apply", change.description)
+            return dataclasses.replace(change, applied=True)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def undo(self, plan: ActionPlan, change: Change, dry_run: bool) -> Change:
+        """Restore ``change.before``; a change already undone (or never applied) is left alone."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            obj = self._read(plan)
+            reverse, patch = self._prepare_undo(plan, change, obj)
+            if patch is None:
+                return dataclasses.replace(reverse, already_done=True)
+            if dry_run:
+                return reverse
+            try:
+                self._write(plan, patch)
+            except Exception as exc:
+                if is_conflict(exc) and attempt + 1 < CONFLICT_ATTEMPTS:
+                    continue
+                raise
+            self.audit(plan, "undo", reverse.description)
+            return dataclasses.replace(reverse, applied=True)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    # --- audit ---
+    def audit(self, plan: ActionPlan, step: str, message: str, reason: str = AUDIT_REASON) -> bool:
+        """Write a Kubernetes Event on the target naming the plan; False when it already existed."""
+        return write_event(self.kube, self.clock, plan, step, f"plan {plan.id}: {message}", reason,
+                           self.api_version)
+
+
+def event_name(plan: ActionPlan, step: str) -> str:
+    """A deterministic Event name, so a repeated step cannot write a second Event."""
+    return f"{plan.target.name}.aiops-{plan.id}-{step}"
+
+
+def write_event(kube: KubeApi, clock: Clock, plan: ActionPlan, step: str, message: str, reason: str,
+                api_version: str = "apps/v1") -> bool:
+    """Create the audit Event ``event_name(plan, step)``; an existing one (409) is not an error."""
+    now = rfc3339(clock.now())
+    target = plan.target
+    body = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": event_name(plan, step), "namespace": target.namespace,
+                     "annotations": {PLAN_ANNOTATION: plan.id}},
+        "involvedObject": {"apiVersion": api_version, "kind": target.kind, "name": target.name,
+                           "namespace": target.namespace},
+        "reason": reason, "message": message[:1000], "type": "Normal", "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now,
+        "source": {"component": "aiops"}, "reportingComponent": "aiops", "reportingInstance": "aiops",
+    }
+    try:
+        kube.create_event(target.namespace, body)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 409:
+            return False
+        raise
+    return True

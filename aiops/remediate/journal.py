@@ -1,0 +1,95 @@
+"""The execution journal: every state transition of every plan, written down before its side effect.
+
+``JsonlJournal`` appends one JSON object per line and fsyncs, so a restarted agent can read where each plan was;
+``MemoryJournal`` keeps the same records in a list (tests, the demo). Both answer cooldown questions (``acted``).
+
+A record is ``{"ts", "plan_id", "state", "note", "data"}``. ``ts`` is ``data["ts"]`` when the caller passes it
+(the state machine does, from its injected clock), else the journal's own clock. ``data`` may carry ``target``
+(a ``Target.as_dict()``) and ``playbook``: ``acted`` matches on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from aiops.domain.protocols import Clock
+from aiops.domain.target import Target
+
+# The states that mean a playbook really acted (or began to): what a cooldown counts.
+ACTING_STATES = frozenset({"executing"})
+
+
+class MemoryJournal:
+    """An in-memory ``ExecutionStore``."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock
+        self._records: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def record(self, plan_id: str, state: str, note: str, data: dict[str, Any]) -> None:
+        """Append one transition."""
+        entry = {"ts": float(data["ts"]) if "ts" in data else self._now(), "plan_id": plan_id, "state": state, "note": note,
+                 "data": data}
+        with self._lock:
+            self._write(entry)
+            self._records.append(entry)
+
+    def _now(self) -> float:
+        return self._clock.now() if self._clock is not None else time.time()
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        """Persist ``entry`` before it becomes visible (nothing to persist here)."""
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record, oldest first."""
+        with self._lock:
+            return list(self._records)
+
+    def history(self, plan_id: str) -> list[dict[str, Any]]:
+        """The transitions of one plan, oldest first."""
+        return [r for r in self.records() if r["plan_id"] == plan_id]
+
+    def latest(self) -> list[dict[str, Any]]:
+        """The last record of each plan, in the order plans first appeared."""
+        last: dict[str, dict[str, Any]] = {}
+        for r in self.records():
+            last[r["plan_id"]] = r
+        return list(last.values())
+
+    def acted(self, target: Target, playbook: str) -> float | None:
+        """When ``playbook`` last started acting on ``target`` (unix s), or ``None``."""
+        want = target.as_dict()
+        times = [r["ts"] for r in self.records() if r["state"] in ACTING_STATES
+                 and r["data"].get("playbook") == playbook and r["data"].get("target") == want]
+        return max(times) if times else None
+
+
+class JsonlJournal(MemoryJournal):
+    """A JSON-lines file journal; existing lines are read back on open (a torn last line is skipped)."""
+
+    def __init__(self, path: str | Path, clock: Clock | None = None) -> None:
+        super().__init__(clock)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a crash mid-write leaves a partial line; everything before it is still good
+                if isinstance(entry, dict) and {"plan_id", "state"} <= entry.keys():
+                    entry.setdefault("data", {})
+                    self._records.append(entry)
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        line = json.dumps(entry, sort_keys=True, default=str) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())

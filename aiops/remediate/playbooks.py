@@ -1,0 +1,133 @@
+"""Loading ``playbooks/*.yaml`` into validated ``Playbook`` models.
+
+Every problem is an ``InputError`` that names the file, the line when known, and the field, so ``aiops validate``
+and ``aiops serve`` can tell a user exactly what to fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aiops.domain.errors import InputError
+from aiops.domain.playbook import Playbook
+from aiops.domain.signals import SIGNALS
+from aiops.settings import validation_message
+
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScaleParams(_Params):
+    """``scale``: new replicas = min(max(current * factor, current + step_min), max_replicas, policy max)."""
+
+    factor: float = Field(default=2.0, ge=1)
+    step_min: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+
+
+class ShiftTrafficParams(_Params):
+    """``shift_traffic``: the Service selector gains ``label=value`` (value chosen at run time when null)."""
+
+    label: str = Field(default="pod-template-hash", min_length=1)
+    value: str | None = None
+    service: str | None = None
+
+
+class EscalateParams(_Params):
+    """``escalate``: where the notification goes (free text for the notifier)."""
+
+    channel: str | None = None
+
+
+class _NoParams(_Params):
+    pass
+
+
+# The params each action kind accepts; anything else in ``params`` is a typo the user should hear about.
+PARAMS_SCHEMAS: dict[str, type[_Params]] = {
+    "restart": _NoParams,
+    "scale": ScaleParams,
+    "shift_traffic": ShiftTrafficParams,
+    "rollback": _NoParams,
+    "escalate": EscalateParams,
+}
+
+
+def load_playbooks(directory: str | Path) -> dict[str, Playbook]:
+    """Every playbook file in ``directory`` by playbook name; the first bad file raises ``InputError``."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(str(directory), "playbooks folder not found")
+    playbooks: dict[str, Playbook] = {}
+    origin: dict[str, Path] = {}
+    for path in sorted(p for p in directory.iterdir() if p.suffix in PLAYBOOK_SUFFIXES and p.is_file()):
+        playbook = read_playbook(path)
+        if playbook.name in playbooks:
+            raise InputError(f"{path}: name", f"duplicate playbook name {playbook.name!r} (also in "
+                                              f"{origin[playbook.name].name})")
+        playbooks[playbook.name] = playbook
+        origin[playbook.name] = path
+    return playbooks
+
+
+def validate_playbook_file(path: str | Path) -> list[str]:
+    """The problems of one playbook file as ``where: reason`` lines (empty when the file is good)."""
+    try:
+        read_playbook(Path(path))
+    except InputError as exc:
+        return [str(exc)]
+    return []
+
+
+def read_playbook(path: Path) -> Playbook:
+    """Parse and validate one playbook file, including the params of its action and its verify signals."""
+    raw, lines = _read_yaml(path)
+    try:
+        playbook = Playbook.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"] if exc.errors() else ()
+        raise InputError(_where(path, lines, first), validation_message(exc)) from None
+    try:
+        PARAMS_SCHEMAS[playbook.action].model_validate(playbook.params)
+    except ValidationError as exc:
+        reason = "; ".join(f"params.{line}" for line in validation_message(exc).split("; "))
+        raise InputError(_where(path, lines, ("params",)), f"{reason} (action {playbook.action})") from None
+    unknown = [s for s in playbook.verify.signals if s not in SIGNALS]
+    if unknown:
+        raise InputError(_where(path, lines, ("verify",)),
+                         f"verify.signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
+    return playbook
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The parsed mapping and the 1-based line of each top-level key (for error locations)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read playbook: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"must be a mapping of keys, got {type(raw).__name__}")
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            lines[str(key.value)] = key.start_mark.line + 1
+    return raw, lines
+
+
+def _where(path: Path, lines: dict[str, int], loc: tuple) -> str:
+    line = lines.get(str(loc[0])) if loc else None
+    return f"{path}:{line}" if line else str(path)

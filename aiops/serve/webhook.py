@@ -1,0 +1,170 @@
+"""The agent's HTTP face: the Alertmanager webhook receiver, health and readiness probes, and ``/metrics``.
+
+Every bad request gets a JSON answer naming what was wrong and the server keeps serving; the receiver only
+correlates and queues, so the webhook answers fast and the heavy diagnose/act work runs elsewhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections import Counter
+from typing import Any, Callable, Protocol
+
+from aiohttp import web
+
+from aiops.collect.alertmanager import parse_webhook
+from aiops.domain.alerts import Alert
+from aiops.domain.errors import InputError
+from aiops.domain.incident import IncidentUpdate
+from aiops.serve.metrics import AgentMetrics
+from aiops.serve.readiness import Readiness
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhook/alertmanager"
+PayloadParser = Callable[[Any], "list[Alert]"]
+
+
+class AlertReceiver(Protocol):
+    """Takes parsed alerts and returns what happened to each. Must return fast: queue the heavy work."""
+
+    def receive(self, alerts: list[Alert]) -> list[IncidentUpdate]: ...
+
+
+def build_app(receiver: AlertReceiver, metrics: AgentMetrics, readiness: Readiness, token: str | None,
+              max_body_bytes: int, *, parse: PayloadParser = parse_webhook) -> web.Application:
+    """The aiohttp application. ``token`` turns on bearer auth for the webhook; ``parse`` turns the JSON body
+    into alerts and raises ``InputError`` on a wrong shape."""
+    # client_max_size makes aiohttp itself refuse bigger bodies, which also covers chunked uploads.
+    app = web.Application(client_max_size=max_body_bytes)
+    handler = _WebhookHandler(receiver, metrics, token, max_body_bytes, parse)
+    app.router.add_post(WEBHOOK_PATH, handler.handle)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz_handler(readiness))
+    app.router.add_get("/metrics", _metrics_handler(metrics))
+    return app
+
+
+class _Rejected(Exception):
+    """A request the webhook refuses: carries the HTTP status, the metrics outcome label and the JSON body."""
+
+    def __init__(self, status: int, outcome: str, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(body.get("error", outcome))
+        self.status = status
+        self.outcome = outcome
+        self.body = body
+        self.headers = headers or {}
+
+
+class _WebhookHandler:
+    def __init__(self, receiver: AlertReceiver, metrics: AgentMetrics, token: str | None, max_body_bytes: int,
+                 parse: PayloadParser) -> None:
+        self._receiver = receiver
+        self._metrics = metrics
+        self._token = token.encode() if token else None
+        self._max_body = max_body_bytes
+        self._parse = parse
+
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            self._authorize(request)
+            self._check_content_type(request)
+            payload = _decode(await self._read_body(request))
+            alerts = self._parse_alerts(payload)
+            updates = self._receive(alerts)
+        except _Rejected as rejected:
+            self._metrics.webhook_requests.labels(outcome=rejected.outcome).inc()
+            log.info("webhook request rejected: %s", rejected.body.get("detail", rejected.outcome),
+                     extra={"status": rejected.status})
+            return web.json_response(rejected.body, status=rejected.status, headers=rejected.headers)
+        self._metrics.webhook_requests.labels(outcome="accepted").inc()
+        return web.json_response(_summary(alerts, updates))
+
+    def _authorize(self, request: web.Request) -> None:
+        if self._token is None:
+            return
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise _Rejected(401, "unauthorized", {"error": "unauthorized", "detail": "missing bearer token"},
+                            {"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(presented.strip().encode(), self._token):
+            raise _Rejected(401, "unauthorized", {"error": "unauthorized", "detail": "wrong bearer token"},
+                            {"WWW-Authenticate": "Bearer"})
+
+    @staticmethod
+    def _check_content_type(request: web.Request) -> None:
+        kind = request.content_type.lower()
+        if kind != "application/json" and not kind.endswith("+json"):
+            raise _Rejected(415, "unsupported_media_type", {
+                "error": "unsupported media type",
+                "detail": f"Content-Type must be application/json, got {request.headers.get('Content-Type', '')!r}"})
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        too_big = _Rejected(413, "too_large", {
+            "error": "payload too large", "detail": f"body exceeds {self._max_body} bytes"})
+        if request.content_length is not None and request.content_length > self._max_body:
+            raise too_big
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_big from None
+
+    def _parse_alerts(self, payload: Any) -> list[Alert]:
+        try:
+            return list(self._parse(payload))
+        except InputError as exc:
+            raise _Rejected(422, "invalid", {"error": "invalid payload", "where": exc.where,
+                                             "reason": exc.reason, "detail": str(exc)}) from None
+
+    def _receive(self, alerts: list[Alert]) -> list[IncidentUpdate]:
+        try:
+            return self._receiver.receive(alerts)
+        except Exception:  # noqa: BLE001 - a receiver bug must not take the webhook down
+            log.exception("alert receiver failed")
+            raise _Rejected(500, "error", {"error": "internal error", "detail": "the alert receiver failed"}) \
+                from None
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Rejected(400, "bad_json", {"error": "malformed JSON",
+                                          "detail": f"body is not UTF-8 (byte {exc.start})"}) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Rejected(400, "bad_json", {
+            "error": "malformed JSON", "detail": f"{exc.msg} at line {exc.lineno} column {exc.colno}",
+            "line": exc.lineno, "column": exc.colno, "position": exc.pos}) from None
+
+
+def _summary(alerts: list[Alert], updates: list[IncidentUpdate]) -> dict[str, Any]:
+    outcomes = Counter(u.outcome for u in updates)
+    incidents = list(dict.fromkeys(u.incident.id for u in updates if u.incident.id))
+    ignored = [u.extra.get("reason", "") for u in updates if u.outcome == "ignored"]
+    body: dict[str, Any] = {"received": len(alerts), "outcomes": dict(outcomes), "incidents": incidents}
+    if ignored:
+        body["ignored"] = ignored
+    return body
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def _readyz_handler(readiness: Readiness):
+    async def readyz(request: web.Request) -> web.Response:
+        ready, checks = await readiness.check()
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    return readyz
+
+
+def _metrics_handler(metrics: AgentMetrics):
+    async def metrics_endpoint(request: web.Request) -> web.Response:
+        body, content_type = metrics.render()
+        # Set the header whole: the exposition format's version parameter matters to scrapers.
+        return web.Response(body=body, headers={"Content-Type": content_type})
+    return metrics_endpoint

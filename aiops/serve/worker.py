@@ -1,0 +1,167 @@
+"""The seam between fast intake and slow work: a queue of incident updates and the threads that handle them.
+
+The webhook and the scheduled loop only correlate and ``submit``; ``IncidentWorker`` calls the pipeline's
+``handle(incident)`` (collect -> detect -> diagnose -> plan -> execute) in the background, one update at a time per
+incident, so a slow diagnosis never delays Alertmanager and two updates of one incident never race.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Callable, Sequence
+
+from aiops.correlate.incidents import DUPLICATE, OPENED, UPDATED, IncidentTracker
+from aiops.domain.alerts import Alert
+from aiops.domain.incident import Anomaly, Incident, IncidentUpdate
+from aiops.serve.metrics import AgentMetrics
+
+log = logging.getLogger(__name__)
+
+IncidentHandler = Callable[[Incident], object]
+
+
+class IncidentWorker:
+    """Runs ``handle`` on queued incidents in ``threads`` background threads.
+
+    Each submitted update is handled once; updates of the same incident id run one after another, never at the
+    same time. An exception in ``handle`` is logged and counted, and the worker carries on. ``submit`` refuses
+    (returns False) when ``max_queue`` updates are already waiting, so a flood cannot exhaust memory.
+    """
+
+    def __init__(self, handle: IncidentHandler, max_queue: int = 1000, *, threads: int = 1,
+                 metrics: AgentMetrics | None = None) -> None:
+        self._handle = handle
+        self._max_queue = max_queue
+        self._thread_count = max(1, threads)
+        self._metrics = metrics
+        self._cond = threading.Condition()
+        self._pending: collections.deque[Incident] = collections.deque()
+        self._busy: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self.handled = 0
+        self.failed = 0
+
+    def start(self) -> "IncidentWorker":
+        """Start the background threads (idempotent). Returns self, for chaining."""
+        with self._cond:
+            if self._threads:
+                return self
+            self._stopping = False
+            for n in range(self._thread_count):
+                thread = threading.Thread(target=self._run, name=f"aiops-incident-worker-{n}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return self
+
+    def submit(self, incident: Incident) -> bool:
+        """Queue one incident update; False (and logged) when the queue is full or the worker is stopping."""
+        with self._cond:
+            if self._stopping or len(self._pending) >= self._max_queue:
+                reason = "stopping" if self._stopping else "queue full"
+                log.warning("incident update dropped: %s", reason, extra={"incident": incident.id})
+                if self._metrics is not None:
+                    self._metrics.worker_dropped.inc()
+                return False
+            self._pending.append(incident)
+            self._cond.notify_all()
+            return True
+
+    @property
+    def pending(self) -> int:
+        """Updates waiting or being handled."""
+        with self._cond:
+            return len(self._pending) + len(self._busy)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every queued update has been handled; False if ``timeout`` seconds passed first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Drain (up to ``timeout``), then stop the threads. True when everything queued was handled."""
+        drained = self.drain(timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            threads, self._threads = self._threads, []
+        deadline = time.monotonic() + max(0.0, timeout)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return drained
+
+    def _next(self) -> Incident | None:
+        """The oldest queued update whose incident is not being handled now; waits for one. None = stop."""
+        with self._cond:
+            while not self._stopping:
+                for index, incident in enumerate(self._pending):
+                    if incident.id not in self._busy:
+                        del self._pending[index]
+                        self._busy.add(incident.id)
+                        return incident
+                self._cond.wait()
+            return None
+
+    def _run(self) -> None:
+        while (incident := self._next()) is not None:
+            failed = False
+            try:
+                self._handle(incident)
+            except Exception:  # noqa: BLE001 - one bad incident must not stop the agent
+                failed = True
+                if self._metrics is not None:
+                    self._metrics.handler_errors.inc()
+                log.exception("incident handler failed", extra={"incident": incident.id})
+            finally:
+                with self._cond:
+                    self.handled += 1
+                    self.failed += failed
+                    self._busy.discard(incident.id)
+                    self._cond.notify_all()
+
+
+class QueueingReceiver:
+    """The webhook's ``AlertReceiver``: correlates alerts (and the loop's anomalies) and queues new work.
+
+    Only opened incidents and updates that add something (an alert or an anomaly) reach the worker; duplicates are
+    counted and dropped, and an alert resolving inside a still-open incident is no new work.
+    """
+
+    def __init__(self, tracker: IncidentTracker, worker: IncidentWorker, metrics: AgentMetrics) -> None:
+        self._tracker = tracker
+        self._worker = worker
+        self._metrics = metrics
+
+    def receive(self, alerts: list[Alert]) -> list[IncidentUpdate]:
+        """Correlate each alert, queue the incidents that changed, and return every update."""
+        updates = []
+        for alert in alerts:
+            self._metrics.alerts_received.labels(status=alert.status).inc()
+            updates.append(self._tracker.ingest(alert))
+        self._dispatch(updates)
+        return updates
+
+    def receive_anomalies(self, anomalies: Sequence[Anomaly]) -> list[IncidentUpdate]:
+        """The same for detector findings from the scheduled loop."""
+        self._metrics.detections.inc(len(anomalies))
+        updates = self._tracker.add_anomalies(anomalies)
+        self._dispatch(updates)
+        return updates
+
+    def _dispatch(self, updates: list[IncidentUpdate]) -> None:
+        for update in updates:
+            if update.outcome == DUPLICATE:
+                self._metrics.alerts_deduplicated.inc()
+            elif update.outcome == OPENED or (update.outcome == UPDATED and "resolved_alert" not in update.extra):
+                log.info("incident %s %s", update.incident.id, update.outcome, extra={"incident": update.incident.id})
+                self._worker.submit(update.incident)
+        self._metrics.incidents_open.set(self._tracker.open_count)

@@ -1,0 +1,224 @@
+"""A real HTTP server speaking the Kubernetes REST API over a ``SimCluster``.
+
+Just enough of core/v1 and apps/v1 for the agent (pods, logs, events, services, namespaces, deployments and their
+scale subresource, replicasets), with the apiserver's Status errors, so the official client runs unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from aiops.sim import objects as ob
+from aiops.sim.cluster import ApiError, SimCluster, not_found
+from aiops.sim.selectors import SelectorError
+
+PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",
+                       "application/strategic-merge-patch+json": "strategic",
+                       "application/json-patch+json": "json"}
+CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace"}
+APPS = {"deployments": "Deployment", "replicasets": "ReplicaSet"}
+_CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services)"
+                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?$")
+_APPS_NS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<res>deployments|replicasets)"
+                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>scale))?)?$")
+_NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
+_ALL_NS = re.compile(r"^/(?:api/v1|apis/apps/v1)/(?P<res>pods|events|services|deployments|replicasets)$")
+
+VERSION = {"major": "1", "minor": "20", "gitVersion": "v1.20.2-aiops-sim", "gitCommit": "0" * 40,
+           "gitTreeState": "clean", "buildDate": "2021-01-13T13:20:00Z", "goVersion": "go1.19.8",
+           "compiler": "gc", "platform": "linux/amd64"}
+
+
+class KubeApiServer:
+    """Serves ``cluster`` on ``host:port`` (0 = a free port) from a background thread."""
+
+    def __init__(self, cluster: SimCluster, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+        self.cluster = cluster
+        self.token = token
+        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "KubeApiServer":
+        """Start serving in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sim-kube-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._thread:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+    # --- request handling (called from handler threads) ---------------------------------------------------
+    def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> tuple[int, str, bytes]:
+        """Answer one request: (status code, content type, body)."""
+        if self.token is not None and headers.get("Authorization", "") != f"Bearer {self.token}":
+            return _json(401, ob.status(401, "Unauthorized", "Unauthorized"))
+        try:
+            return self._route(method, path, query, headers, body)
+        except ApiError as exc:
+            return _json(exc.code, exc.status)
+        except SelectorError as exc:
+            return _json(400, ob.status(400, "BadRequest", f"unable to parse requirement: {exc}"))
+
+    def _route(self, method, path, query, headers, body):
+        static = {"/version": VERSION, "/api": _api_versions(self.url), "/apis": _API_GROUPS,
+                  "/api/v1": _resource_list("v1", CORE), "/apis/apps/v1": _resource_list("apps/v1", APPS)}
+        if path in static and method == "GET":
+            return _json(200, static[path])
+        if m := _CORE_NS.match(path):
+            return self._resource(method, CORE[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
+        if m := _APPS_NS.match(path):
+            return self._resource(method, APPS[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
+        if m := _NAMESPACES.match(path):
+            return self._resource(method, "Namespace", "", m["name"], None, query, headers, body)
+        if (m := _ALL_NS.match(path)) and method == "GET":
+            kind = {**CORE, **APPS}[m["res"]]
+            return _json(200, self._list(kind, None, query))
+        return _json(404, ob.status(404, "NotFound", "the server could not find the requested resource"))
+
+    def _resource(self, method, kind, ns, name, sub, query, headers, body):
+        if sub == "log":
+            return self._log(ns, name, query) if method == "GET" else _method_not_allowed()
+        if sub == "scale":
+            if method == "GET":
+                return _json(200, self.cluster.get_scale(ns, name))
+            if method == "PATCH":
+                patch_type, doc = _patch_body(headers, body)
+                return _json(200, self.cluster.patch_scale(ns, name, doc, patch_type))
+            return _method_not_allowed()
+        if name is None:
+            if method == "GET":
+                return _json(200, self._list(kind, ns, query))
+            if method == "POST" and kind in ("Event", "Namespace"):
+                return _json(201, self.cluster.create(kind, ns, _parse_json(body)))
+            return _method_not_allowed()
+        if method == "GET":
+            obj = self.cluster.get(kind, ns, name)
+            if obj is None:
+                raise not_found(kind, name)
+            return _json(200, obj)
+        if method == "PATCH":
+            patch_type, doc = _patch_body(headers, body)
+            return _json(200, self.cluster.patch(kind, ns, name, doc, patch_type))
+        return _method_not_allowed()
+
+    def _list(self, kind: str, ns: str | None, query: dict) -> dict:
+        selector = query.get("labelSelector", [None])[0]
+        items = self.cluster.list(kind, ns, selector)
+        api_version = "apps/v1" if kind in APPS.values() else "v1"
+        return {"kind": f"{kind}List", "apiVersion": api_version,
+                "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items}
+
+    def _log(self, ns: str, name: str, query: dict):
+        def number(key):
+            raw = query.get(key, [None])[0]
+            if raw is None:
+                return None
+            try:
+                return int(raw)
+            except ValueError:
+                raise ApiError(400, "BadRequest", f"invalid {key}: {raw!r}") from None
+
+        pod = self.cluster.get("Pod", ns, name)
+        if pod is None:
+            raise not_found("Pod", name)
+        container = query.get("container", [None])[0]
+        names = [c["name"] for c in pod["spec"]["containers"]]
+        if container and container not in names:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        text = self.cluster.read_log(ns, name, since_seconds=number("sinceSeconds"), tail_lines=number("tailLines"),
+                                     timestamps=query.get("timestamps", ["false"])[0] == "true")
+        if text is None:
+            raise not_found("Pod", name)
+        return 200, "text/plain", text.encode()
+
+
+def _make_handler(server: KubeApiServer):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else every small response waits ~40 ms for the delayed ACK
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            url = urlsplit(self.path)
+            code, ctype, payload = server.handle(self.command, url.path.rstrip("/") or "/", parse_qs(url.query),
+                                                 self.headers, body)
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format, *args) -> None:  # noqa: A002 - the stdlib's signature
+            pass
+
+    return Handler
+
+
+def _json(code: int, obj: dict) -> tuple[int, str, bytes]:
+    return code, "application/json", json.dumps(obj).encode()
+
+
+def _method_not_allowed():
+    return _json(405, ob.status(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                                                          "resource"))
+
+
+def _parse_json(body: bytes):
+    try:
+        return json.loads(body or b"null")
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {exc}") from None
+
+
+def _patch_body(headers, body: bytes):
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype not in PATCH_CONTENT_TYPES:
+        raise ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+    return PATCH_CONTENT_TYPES[ctype], _parse_json(body)
+
+
+def _api_versions(url: str) -> dict:
+    return {"kind": "APIVersions", "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": url.split("//")[1]}]}
+
+
+def _group(name: str, version: str) -> dict:
+    gv = {"groupVersion": f"{name}/{version}", "version": version}
+    return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+
+_API_GROUPS = {"kind": "APIGroupList", "apiVersion": "v1",
+               "groups": [_group("apps", "v1"), _group("autoscaling", "v1")]}
+
+
+def _resource_list(group_version: str, resources: dict) -> dict:
+    verbs = ["get", "list", "patch"]
+    items = [{"name": res, "singularName": kind.lower(), "namespaced": kind != "Namespace", "kind": kind,
+              "verbs": verbs + (["create"] if kind in ("Event", "Namespace") else [])}
+             for res, kind in resources.items()]
+    if group_version == "apps/v1":
+        items.append({"name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
+                      "version": "v1", "kind": "Scale", "verbs": ["get", "patch"]})
+    if group_version == "v1":
+        items.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]})
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": items}

@@ -1,0 +1,61 @@
+"""The config file: typed, validated once, and every error names the file, the key and the reason."""
+
+from pathlib import Path
+
+import pytest
+
+from aiops.domain import InputError, Mode
+from aiops.settings import load_settings, parse_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_safe():
+    settings = parse_settings({})
+    assert settings.mode is Mode.DRY_RUN
+    assert settings.kubernetes.namespaces == ()
+
+
+def test_full_file_and_relative_paths(tmp_path):
+    path = write(tmp_path, """
+mode: act
+webhook: {listen: "127.0.0.1:9000", token_file: secret/token}
+prometheus: {url: "http://127.0.0.1:9090"}
+kubernetes: {kubeconfig: kube.yaml, namespaces: [shop, pay]}
+playbooks_dir: pb
+rules_dir: /abs/rules
+""")
+    settings = load_settings(path)
+    assert settings.mode is Mode.ACT
+    assert settings.webhook.port == 9000 and settings.webhook.host == "127.0.0.1"
+    assert settings.webhook.token_file == tmp_path / "secret/token"
+    assert settings.kubernetes.kubeconfig == tmp_path / "kube.yaml"
+    assert settings.kubernetes.namespaces == ("shop", "pay")
+    assert settings.playbooks_dir == tmp_path / "pb"
+    assert settings.rules_dir == Path("/abs/rules")
+
+
+@pytest.mark.parametrize("text, where, reason", [
+    ("mode: yolo\n", "config.yaml", "mode:"),
+    ("webhook: {listen: nope}\n", "config.yaml", "webhook.listen: Value error, must be HOST:PORT"),
+    ("prometheus: {url: localhost:9090}\n", "config.yaml", "prometheus.url: Value error, must start with http"),
+    ("kubernetes: {namespacez: [a]}\n", "config.yaml", "kubernetes.namespacez: unknown key"),
+    ("- a\n- b\n", "config.yaml", "must be a mapping"),
+    ("mode: [unclosed\n", "config.yaml:", "not valid YAML"),
+    ("kubernetes: {in_cluster: true, kubeconfig: x}\n", "config.yaml", "in_cluster cannot be combined"),
+])
+def test_bad_config_names_file_key_and_reason(tmp_path, text, where, reason):
+    path = write(tmp_path, text)
+    with pytest.raises(InputError) as info:
+        load_settings(path)
+    assert where in str(info.value)
+    assert reason in str(info.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="config file not found"):
+        load_settings(tmp_path / "absent.yaml")
