@@ -17,6 +17,7 @@ from aiops.correlate.incidents import IncidentTracker
 from aiops.diagnose.report import diagnosis_to_dict
 from aiops.domain.incident import Anomaly
 from aiops.domain.plans import Blocked, ExecutionState, Mode
+from aiops.remediate.journal import MemoryJournal
 from aiops.serve.agent import build_parts
 from aiops.serve.pipeline import PipelineResult
 from aiops.settings import KubernetesSettings, LoopSettings, PolicySettings, Settings
@@ -55,7 +56,7 @@ class DemoOutcome:
         out: dict[str, Any] = {"scenario": self.scenario, "namespace": self.namespace, "recovered": self.recovered,
                                "wall_seconds": round(self.wall_seconds, 2), "timeline": self.timeline.entries}
         if self.result is not None:
-            out["diagnosis"] = diagnosis_to_dict(self.result.diagnosis, self.result_playbooks)
+            out["diagnosis"] = diagnosis_to_dict(self.result.diagnosis, list(self.result_playbooks.values()))
             out.update(self.result.as_dict())
         return out
 
@@ -77,7 +78,8 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
         )
         kube = KubeClient.for_host(sim.kube_url)
         parts = build_parts(settings, kube=kube, prometheus=PrometheusClient(sim.prom_url), clock=sim.clock,
-                            sleep=sim.advance, topology=sim.scenario.topology)
+                            sleep=sim.advance, topology=sim.scenario.topology,
+                            journal=MemoryJournal(sim.clock))
         pipeline = parts.pipeline
         timeline = Timeline(origin=sim.clock.now())
         workloads = sorted({d["metadata"]["name"] for d in kube.list_deployments(ns)})

@@ -46,7 +46,7 @@ def test_plan_carries_the_idempotency_key_and_policy_mode():
 
 
 def test_default_policy_is_dry_run():
-    result = plan(diagnosis(), PLAYBOOKS, PlanPolicy(), NoHistory(), NOW)
+    result = plan(diagnosis(), PLAYBOOKS, PlanPolicy(namespaces=("shop",)), NoHistory(), NOW)
     assert isinstance(result, ActionPlan) and result.mode is Mode.DRY_RUN
 
 
@@ -62,10 +62,10 @@ def test_out_of_scope_whatever_the_alert_says():
     assert result.plan is not None and result.plan.target == other
 
 
-def test_empty_namespace_list_means_every_namespace():
+def test_empty_namespace_list_means_nothing_is_in_scope():
     policy = PlanPolicy(mode=Mode.ACT, namespaces=())
-    assert isinstance(plan(diagnosis(target=Target.deployment("x", "y")), PLAYBOOKS, policy, NoHistory(), NOW),
-                      ActionPlan)
+    result = plan(diagnosis(target=Target.deployment("x", "y")), PLAYBOOKS, policy, NoHistory(), NOW)
+    assert isinstance(result, Blocked) and result.reason == "out_of_scope"
 
 
 def test_low_confidence_blocks_acting_playbooks_but_not_escalate():
@@ -102,7 +102,7 @@ def test_approval_never_and_approve():
 def test_scale_bound_is_the_smaller_of_playbook_and_policy():
     tight = plan(diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION), PLAYBOOKS, ACT, NoHistory(), NOW)
     assert tight.params["max_replicas"] == 8
-    loose = PlanPolicy(mode=Mode.ACT, max_replicas=50)
+    loose = PlanPolicy(mode=Mode.ACT, namespaces=("shop",), max_replicas=50)
     assert plan(diagnosis(playbook="scale-up"), PLAYBOOKS, loose, NoHistory(), NOW).params["max_replicas"] == 10
 
 

@@ -212,3 +212,16 @@ def test_namespaces(sim):
     assert _raw(f"{server.url}/api/v1/namespaces/team-b")[1]["status"]["phase"] == "Active"
     code, status = _raw(f"{server.url}/api/v1/namespaces", "POST", json.dumps({"metadata": {"name": "team-b"}}).encode())
     assert code == 409 and status["reason"] == "AlreadyExists"
+
+
+def test_old_replicasets_are_pruned_to_revision_history_limit(sim):
+    cluster, _, client = sim
+    for i in range(13):
+        client.patch_deployment("shop", "catalog", {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": f"2027-01-15T08:00:{i:02d}Z"}}}}})
+        cluster.clock.advance(10)
+        cluster.tick()
+    rses = client.list_replicasets("shop", "app=catalog")
+    assert len(rses) == 11  # the current one + revisionHistoryLimit (10)
+    revisions = sorted(int(r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]) for r in rses)
+    assert revisions == list(range(4, 15))

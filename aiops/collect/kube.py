@@ -27,8 +27,9 @@ def parse_log_text(text: str, namespace: str, pod: str, container: str, workload
             continue
         stamp, _, rest = raw.partition(" ")
         try:
-            ts = parse_time(stamp, "log")
-            line = rest
+            if not (stamp[:4].isdigit() and "T" in stamp):  # only an RFC3339 prefix, never a number in the text
+                raise InputError("log", "no timestamp")
+            ts, line = parse_time(stamp, "log"), rest
         except InputError:
             ts, line = last_ts, raw
         if ts is None:
@@ -74,6 +75,8 @@ def kube_event(event: Mapping, where: str = "event") -> KubeEvent:
     if ts is None:
         raise InputError(where, "has no lastTimestamp, eventTime, firstTimestamp or creationTimestamp")
     count = event.get("count") or (event.get("series") or {}).get("count") or 1
+    if isinstance(count, bool) or not isinstance(count, (int, float)):
+        raise InputError(f"{where}.count", f"must be a number, got {count!r}")
     annotations = (event.get("metadata") or {}).get("annotations") or {}
     namespace = involved.get("namespace") or (event.get("metadata") or {}).get("namespace") or ""
     return KubeEvent(ts=ts, namespace=namespace, involved_kind=str(involved.get("kind", "")),

@@ -96,8 +96,8 @@ def _request_signals(items: list[tuple[WorkloadKey, Series]], grid: np.ndarray, 
     totals = _aggregate(items, rates, "sum")
     for key, values in totals.items():
         out[key][sig.REQUEST_RATE] = values
-    coded = {key for key, s in items if "code" in s.labels}
-    is_error = np.array([s.labels.get("code", "").startswith("5") for _, s in items])
+    coded = {key for key, s in items if _status_code(s) is not None}
+    is_error = np.array([(_status_code(s) or "").startswith("5") for _, s in items])
     errors = _aggregate([items[i] for i in np.flatnonzero(is_error)], rates[is_error], "sum")
     for key in coded:
         total = totals[key]
@@ -107,6 +107,14 @@ def _request_signals(items: list[tuple[WorkloadKey, Series]], grid: np.ndarray, 
             ratio = np.where(total > 0, err / np.where(total > 0, total, 1.0), 0.0)
         ratio[np.isnan(total)] = np.nan
         out[key][sig.ERROR_RATIO] = ratio
+
+
+def _status_code(series: Series) -> str | None:
+    """The HTTP status label: ``code`` (Prometheus client libraries), else ``status_code`` or ``status``."""
+    for name in ("code", "status_code", "status"):
+        if name in series.labels:
+            return series.labels[name]
+    return None
 
 
 def _is_p99(series: Series) -> bool:

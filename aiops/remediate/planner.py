@@ -33,7 +33,8 @@ class ActionHistory(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PlanPolicy:
-    """The guards every plan passes. ``namespaces`` empty = every namespace is in scope."""
+    """The guards every plan passes. ``namespaces`` is the scope allow-list: empty means nothing is in scope
+    (safe by default: acting anywhere needs the namespaces named)."""
 
     mode: Mode = Mode.DRY_RUN
     namespaces: tuple[str, ...] = ()
@@ -50,7 +51,7 @@ class PlanPolicy:
 
     def in_scope(self, namespace: str) -> bool:
         """True when the agent may act in ``namespace``."""
-        return not self.namespaces or namespace in self.namespaces
+        return namespace in self.namespaces
 
 
 def plan(diagnosis: Diagnosis, playbooks: Mapping[str, Playbook], policy: PlanPolicy,

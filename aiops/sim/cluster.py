@@ -14,30 +14,12 @@ from collections import deque
 from dataclasses import dataclass
 
 from aiops.sim import objects as ob
-from aiops.sim.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
+from aiops.sim.apierrors import RESOURCE, ApiError, apply_patch, check_version, not_found
+from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
 KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event")
-RESOURCE = {"Deployment": ("deployments", "apps"), "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
-            "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", "")}
 PATCH_TYPES = ("merge", "strategic", "json")
-
-
-class ApiError(Exception):
-    """The apiserver's error answer: ``status`` is the full ``Status`` body (``code``, ``reason``, ``message``)."""
-
-    def __init__(self, code: int, reason: str, message: str, details: dict | None = None) -> None:
-        self.status = ob.status(code, reason, message, details)
-        self.code = code
-        super().__init__(f"{code} {reason}: {message}")
-
-
-def not_found(kind: str, name: str) -> ApiError:
-    """The 404 Status for ``kind``/``name``."""
-    resource, group = RESOURCE.get(kind, (kind.lower() + "s", ""))
-    full = f"{resource}.{group}" if group else resource
-    return ApiError(404, "NotFound", f'{full} "{name}" not found',
-                    {"name": name, "group": group, "kind": resource} if group else {"name": name, "kind": resource})
 
 
 @dataclass(slots=True)
@@ -126,8 +108,8 @@ class SimCluster:
             current = self._objects[kind].get((namespace, name))
             if current is None:
                 raise not_found(kind, name)
-            patched = self._apply_patch(current, body, patch_type)
-            self._check_version(kind, name, current, patched)
+            patched = apply_patch(current, body, patch_type)
+            check_version(kind, name, current, patched)
             for key in ("uid", "creationTimestamp", "generation", "namespace", "name"):
                 if key in current["metadata"]:
                     patched["metadata"][key] = current["metadata"][key]
@@ -160,14 +142,18 @@ class SimCluster:
         """PATCH the scale subresource; returns the new Scale."""
         with self.lock:
             scale = self.get_scale(namespace, name)
-            patched = self._apply_patch(scale, body, patch_type)
-            self._check_version("Deployment", name, scale, patched)
+            patched = apply_patch(scale, body, patch_type)
+            check_version("Deployment", name, scale, patched)
             replicas = patched.get("spec", {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
                 raise ApiError(422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid '
                                                f"value: {replicas!r}: must be greater than or equal to 0")
             self.patch("Deployment", namespace, name, {"spec": {"replicas": replicas}})
             return self.get_scale(namespace, name)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> dict:
+        """Set a Deployment's replicas (what ``kubectl scale`` does); returns the new Scale."""
+        return self.patch_scale(namespace, name, {"spec": {"replicas": int(replicas)}})
 
     # --- convenience for scenarios and workloads ------------------------------------------------------------
     def add_namespace(self, name: str) -> dict:
@@ -201,9 +187,18 @@ class SimCluster:
                 involved = {"apiVersion": involved.get("apiVersion", ""), "kind": involved.get("kind", ""),
                             "name": meta["name"], "namespace": meta.get("namespace", namespace),
                             "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
+            ts = self.clock.now() if ts is None else ts
+            same = next((e for (n, _), e in reversed(self._objects["Event"].items())
+                         if n == namespace and e["reason"] == reason and e["message"] == message
+                         and e["involvedObject"].get("name") == involved.get("name")
+                         and e["involvedObject"].get("kind") == involved.get("kind")), None)
+            if same is not None:  # the event recorder's aggregation: one Event with a count
+                same["count"] = same.get("count", 1) + 1
+                same["lastTimestamp"] = ob.rfc3339(ts)
+                self._store("Event", same)
+                return copy.deepcopy(same)
             name = f"{involved.get('name', 'unknown')}.{ob.safe_suffix(16, 'event', self._next_serial())}"
-            ev = ob.event(namespace, name, involved, reason, message, type, component,
-                          self.clock.now() if ts is None else ts)
+            ev = ob.event(namespace, name, involved, reason, message, type, component, ts)
             return self.create("Event", namespace, ev)
 
     def pod_runtime(self, namespace: str, pod: str) -> PodRuntime | None:
@@ -211,6 +206,23 @@ class SimCluster:
         with self.lock:
             rt = self._pods.get((namespace, pod))
             return copy.copy(rt) if rt else None
+
+    def workload_pods(self, namespace: str, app: str) -> list[tuple[str, str, PodRuntime]]:
+        """(pod name, container image, kubelet state copy) of the pods labelled ``app=<app>``, by name.
+
+        A cheap read for the workload simulator, which asks every step.
+        """
+        with self.lock:
+            return [(name, p["spec"]["containers"][0]["image"], copy.copy(self._pods[(ns, name)]))
+                    for (ns, name), p in sorted(self._objects["Pod"].items())
+                    if ns == namespace and p["metadata"].get("labels", {}).get("app") == app
+                    and (ns, name) in self._pods]
+
+    def deployment_replicas(self, namespace: str, name: str) -> tuple[int, int] | None:
+        """(spec.replicas, status.availableReplicas) of a Deployment, or None."""
+        with self.lock:
+            dep = self._objects["Deployment"].get((namespace, name))
+            return (dep["spec"]["replicas"], dep["status"].get("availableReplicas", 0)) if dep else None
 
     def restart_container(self, namespace: str, pod: str, now: float, reason: str = "OOMKilled",
                           exit_code: int = 137, backoff_seconds: float = 10.0) -> None:
@@ -258,6 +270,9 @@ class SimCluster:
                 for obj in self._objects[kind].values():
                     ts = ob.parse_rfc3339(obj["metadata"]["creationTimestamp"])
                     obj["metadata"]["creationTimestamp"] = ob.rfc3339(ts - seconds)
+            for ev in self._objects["Event"].values():
+                for key in ("firstTimestamp", "lastTimestamp"):
+                    ev[key] = ob.rfc3339(ob.parse_rfc3339(ev[key]) - seconds)
             for ns, name in list(self._pods):
                 self._render_pod(ns, name)
 
@@ -295,9 +310,19 @@ class SimCluster:
                 if rs is not new and rs["spec"]["replicas"] > 0:
                     self._scale_rs(dep, rs, 0, now)
                     self._sync_pods(rs, now, instant)
+        self._prune_history(dep, new, owned)
         for rs in owned:
             self._update_rs_status(rs, now)
         self._update_deployment_status(dep, new, owned, now)
+
+    def _prune_history(self, dep: dict, new: dict, owned: list[dict]) -> None:
+        # Like the controller: keep only revisionHistoryLimit scaled-down ReplicaSets (bounds memory too).
+        idle = sorted((rs for rs in owned if rs is not new and rs["spec"]["replicas"] == 0
+                       and not self._pods_of(rs)), key=_revision)
+        for rs in idle[:max(0, len(idle) - dep["spec"].get("revisionHistoryLimit", 10))]:
+            del self._objects["ReplicaSet"][(rs["metadata"]["namespace"], rs["metadata"]["name"])]
+            owned.remove(rs)
+            self._rv += 1
 
     def _scale_rs(self, dep: dict, rs: dict, replicas: int, now: float) -> None:
         verb = "up" if replicas > rs["spec"]["replicas"] else "down"
@@ -342,24 +367,8 @@ class SimCluster:
     def _update_deployment_status(self, dep: dict, new: dict, owned: list[dict], now: float) -> None:
         pods = [p for rs in owned for p in self._pods_of(rs)]
         ready = sum(self._is_ready(p, now) for p in pods)
-        desired = dep["spec"]["replicas"]
-        updated = len(self._pods_of(new))
-        complete = updated == desired and ready >= desired and len(pods) == desired
-        status = {
-            "observedGeneration": dep["metadata"].get("generation", 1), "replicas": len(pods),
-            "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready,
-            "conditions": [
-                {"type": "Available", "status": "True" if ready >= desired * 0.75 else "False",
-                 "reason": "MinimumReplicasAvailable" if ready >= desired * 0.75 else "MinimumReplicasUnavailable",
-                 "message": "Deployment has minimum availability."},
-                {"type": "Progressing", "status": "True",
-                 "reason": "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                 "message": f'ReplicaSet "{new["metadata"]["name"]}" '
-                            + ("has successfully progressed." if complete else "is progressing.")},
-            ],
-        }
-        if len(pods) > ready:
-            status["unavailableReplicas"] = len(pods) - ready
+        status = ob.deployment_status(dep["metadata"].get("generation", 1), dep["spec"]["replicas"], len(pods),
+                                      len(self._pods_of(new)), ready, new["metadata"]["name"])
         annotations = dep["metadata"].setdefault("annotations", {})
         revision = new["metadata"]["annotations"][ob.REVISION_ANNOTATION]
         old_status = copy.deepcopy(dep["status"])
@@ -410,28 +419,6 @@ class SimCluster:
     def _next_serial(self) -> int:
         self._serial += 1
         return self._serial
-
-    @staticmethod
-    def _apply_patch(current: dict, body, patch_type: str) -> dict:
-        try:
-            if patch_type == "json":
-                return json_patch(current, body)
-            if not isinstance(body, dict):
-                raise PatchError(400, "merge patch body must be a JSON object")
-            return (strategic_merge_patch if patch_type == "strategic" else merge_patch)(current, body)
-        except PatchError as exc:
-            if exc.code == 422:
-                raise ApiError(422, "Invalid", str(exc)) from None
-            raise ApiError(400, "BadRequest", str(exc)) from None
-
-    @staticmethod
-    def _check_version(kind: str, name: str, current: dict, patched: dict) -> None:
-        wanted = (patched.get("metadata") or {}).get("resourceVersion")
-        if wanted is not None and wanted != current["metadata"]["resourceVersion"]:
-            resource, group = RESOURCE[kind]
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {resource}.{group or "core"} "{name}": '
-                           "the object has been modified; please apply your changes to the latest version and try again",
-                           {"name": name, "group": group, "kind": resource})
 
 
 def _owner_uid(obj: dict) -> str | None:

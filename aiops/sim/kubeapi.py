@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from aiops.sim import objects as ob
-from aiops.sim.cluster import ApiError, SimCluster, not_found
+from aiops.sim.apierrors import ApiError, not_found
+from aiops.sim.cluster import SimCluster
 from aiops.sim.selectors import SelectorError
 
 PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",

@@ -46,8 +46,20 @@ def safe_suffix(length: int, *parts: object) -> str:
 
 
 def template_hash(template: dict) -> str:
-    """The ``pod-template-hash`` of a pod template (stable for equal templates, like the controller's)."""
-    return safe_suffix(10, json.dumps(template, sort_keys=True))
+    """The ``pod-template-hash`` of a pod template (stable for equal templates, like the controller's).
+
+    Nulls and empty maps/lists do not count: clients drop them when they send a template back (a rollback).
+    """
+    return safe_suffix(10, json.dumps(_canonical(template), sort_keys=True))
+
+
+def _canonical(value):
+    if isinstance(value, dict):
+        items = {k: _canonical(v) for k, v in value.items() if k != TEMPLATE_HASH_LABEL}
+        return {k: v for k, v in items.items() if v not in (None, {}, [])}
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    return value
 
 
 def deployment(namespace: str, name: str, replicas: int, image: str, labels: dict, port: int,
@@ -190,6 +202,29 @@ def event(namespace: str, name: str, involved: dict, reason: str, message: str, 
         "source": {"component": component}, "firstTimestamp": rfc3339(ts), "lastTimestamp": rfc3339(ts),
         "count": 1, "type": type_, "eventTime": None, "reportingComponent": "", "reportingInstance": "",
     }
+
+
+def deployment_status(generation: int, desired: int, total: int, updated: int, ready: int, new_rs: str) -> dict:
+    """A Deployment's status as the controller reports it (condition timestamps are added by the caller)."""
+    complete = updated == desired and ready >= desired and total == desired
+    available = ready >= desired * 0.75
+    status = {
+        "observedGeneration": generation, "replicas": total, "updatedReplicas": updated,
+        "readyReplicas": ready, "availableReplicas": ready,
+        "conditions": [
+            {"type": "Available", "status": "True" if available else "False",
+             "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+             "message": "Deployment has minimum availability." if available
+             else "Deployment does not have minimum availability."},
+            {"type": "Progressing", "status": "True",
+             "reason": "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+             "message": f'ReplicaSet "{new_rs}" ' + ("has successfully progressed." if complete
+                                                      else "is progressing.")},
+        ],
+    }
+    if total > ready:
+        status["unavailableReplicas"] = total - ready
+    return status
 
 
 def _owner(obj: dict) -> dict:

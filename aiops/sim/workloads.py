@@ -103,12 +103,8 @@ class WorkloadSimulator:
     def _simulate_workload(self, name, rate, results, t, dt, samples, live) -> _WorkloadStep:
         model, ns = self.models[name], self.namespace
         callees = {c: results[c] for caller, c in self.calls if caller == name and c in results}
-        pods = []
-        for pod in self.cluster.list("Pod", ns, f"app={name}"):
-            rt = self.cluster.pod_runtime(ns, pod["metadata"]["name"])
-            if rt is not None:
-                pods.append((PodView(pod["metadata"]["name"], name, pod["spec"]["containers"][0]["image"],
-                                     rt.created, rt.started, rt.restarts), rt.ready_at <= t))
+        pods = [(PodView(pod, name, image, rt.created, rt.started, rt.restarts), rt.ready_at <= t)
+                for pod, image, rt in self.cluster.workload_pods(ns, name)]
         serving = [view for view, ready in pods if ready]
         per_pod = rate / len(serving) if serving else 0.0
         util = per_pod / model.capacity_rps
@@ -153,11 +149,11 @@ class WorkloadSimulator:
             out.p99 += p99 / len(serving)
             out.error_ratio += err / len(serving)
             self._access_logs(model, view, t, dt, p50, err, util, failing, callee_err)
-        dep = self.cluster.get("Deployment", ns, name)
-        if dep is not None:
+        replicas = self.cluster.deployment_replicas(ns, name)
+        if replicas is not None:
             kube = {"namespace": ns, "deployment": name}
-            samples.append(Sample(sig.RAW_AVAILABLE, kube, float(dep["status"].get("availableReplicas", 0))))
-            samples.append(Sample(sig.RAW_SPEC_REPLICAS, kube, float(dep["spec"]["replicas"])))
+            samples.append(Sample(sig.RAW_AVAILABLE, kube, float(replicas[1])))
+            samples.append(Sample(sig.RAW_SPEC_REPLICAS, kube, float(replicas[0])))
         return out
 
     def _memory(self, model: ServiceModel, view: PodView, util: float, t: float, samples: list) -> PodView:
