@@ -37,7 +37,7 @@ def test_counter_rate_with_reset_hand_computed() -> None:
 
 def test_sums_over_pods_gauges_and_ratios() -> None:
     mem_a = Series(sig.RAW_MEMORY, POD_A, TS, np.full(TS.size, 100.0))
-    mem_b = Series(sig.RAW_MEMORY, POD_B, TS[:5], np.full(5, 50.0))  # pod B gone after t=60
+    mem_b = Series(sig.RAW_MEMORY, POD_B, TS[:5], np.full(5, 150.0))  # pod B gone after t=60
     pause = Series(sig.RAW_MEMORY, {**POD_A, "container": "POD"}, TS, np.full(TS.size, 1e6))
     pod_total = Series(sig.RAW_MEMORY, {**POD_A, "container": ""}, TS, np.full(TS.size, 1e6))
     ok = Series(sig.RAW_REQUESTS, {**POD_A, "code": "200"}, TS, TS * 9.0)  # 9 req/s

@@ -25,7 +25,7 @@ def test_stock_playbooks_load_with_their_contracted_shape():
     assert {b.action for b in books.values()} == {"restart", "scale", "shift_traffic", "rollback", "escalate"}
     assert books["scale-up"].params == {"factor": 2, "step_min": 1, "max_replicas": 10}
     assert set(books["restart-workload"].verify.signals) == {"memory", "restarts"}
-    assert set(books["scale-up"].verify.signals) == {"latency_p99", "cpu"}
+    assert set(books["scale-up"].verify.signals) == {"latency_p99", "error_ratio"}
     assert "pod-template-hash" in books["shift-traffic"].description
     assert not books["escalate"].acts
     for path in STOCK.glob("*.yaml"):

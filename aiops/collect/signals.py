@@ -53,14 +53,16 @@ def derive_signals(series: Sequence[Series], start: float, end: float, step: flo
     window = default_window(step) if window is None else window
     by_metric = _by_metric(series)
 
-    def sum_of(metric: str, counter: bool, keep=None) -> dict[WorkloadKey, np.ndarray]:
+    def sum_of(metric: str, counter: bool, keep=None, how: str = "sum") -> dict[WorkloadKey, np.ndarray]:
         chosen = [(k, s) for k, s in by_metric.get(metric, ()) if keep is None or keep(s)]
-        return _aggregate(chosen, _evaluate([s for _, s in chosen], grid, window, counter), "sum")
+        return _aggregate(chosen, _evaluate([s for _, s in chosen], grid, window, counter), how)
 
     out: dict[WorkloadKey, dict[str, np.ndarray]] = defaultdict(dict)
     for name, values in sum_of(sig.RAW_CPU, True).items():
         out[name][sig.CPU] = values
-    for name, values in sum_of(sig.RAW_MEMORY, False).items():
+    # The largest container, not the sum: a leak lives in each pod, while a rollout's surge pods or a scale-up
+    # would move a sum without anything being wrong.
+    for name, values in sum_of(sig.RAW_MEMORY, False, how="max").items():
         out[name][sig.MEMORY] = values
     for name, values in sum_of(sig.RAW_RESTARTS, True).items():
         out[name][sig.RESTARTS] = values

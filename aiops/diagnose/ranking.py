@@ -8,8 +8,10 @@ the window and the change point (first time |z| stays above the threshold). A wo
                                                    4+ steps after it, or last when onsets spread wider)
   noisy-OR'd with the detector's anomalies on it  (up to +0.25 for a severity of 2 or more)
 
-and stays in [0, 1]. With a call graph, a caller whose callee moved first or as strongly (on a signal other
-than request rate, which only mirrors the caller) is a victim: its score is halved. Without one, the score alone
+and stays in [0, 1]. With a call graph, effects travel both ways and the ranking follows each: latency and errors
+travel up (a caller whose callee moved first or as strongly is a victim), demand travels down (a callee whose
+request rate rose with or after its caller's is carrying the caller's load, so it is the victim). A victim's
+score is halved. Without one, the score alone
 decides. The leading signals of each moved workload give a fault guess (``_guess_fault``).
 """
 
@@ -69,12 +71,15 @@ class WorkloadScore:
     shifts: dict[str, SignalShift] = field(default_factory=dict)
     anomaly_severity: float = 0.0
     victim_of: list[str] = field(default_factory=list)
+    # Callers whose extra demand explains this workload's moves.
+    load_from: list[str] = field(default_factory=list)
 
     @property
     def moved(self) -> bool:
         return bool(self.moves)
 
     def move(self, signal: str) -> SignalMove | None:
+        """This workload's move on ``signal``, if it moved."""
         return next((m for m in self.moves if m.signal == signal), None)
 
     def cause_strength(self) -> float:
@@ -82,6 +87,7 @@ class WorkloadScore:
         return max((m.z for m in self.moves if m.signal != sig.REQUEST_RATE), default=0.0)
 
     def cause_onset(self) -> float | None:
+        """Earliest change point among the signals ``cause_strength`` counts."""
         return min((m.onset for m in self.moves if m.signal != sig.REQUEST_RATE), default=None)
 
 
@@ -163,9 +169,14 @@ class StatisticalRanker:
             ws.score = max(0.0, min(1.0, score))
 
     def _demote_victims(self, scores: dict[str, WorkloadScore], observations: Observations) -> None:
-        for caller, callee in observations.topology.calls:
+        calls = [(a, b) for a, b in observations.topology.calls if a != b]
+        for caller, callee in calls:
             a, b = scores.get(caller), scores.get(callee)
-            if a is None or b is None or not a.moved or caller == callee:
+            if a is not None and b is not None and _carries_load_of(b, a):
+                b.load_from.append(caller)
+        for caller, callee in calls:
+            a, b = scores.get(caller), scores.get(callee)
+            if a is None or b is None or not a.moved or caller in b.load_from:
                 continue
             b_onset = b.cause_onset()
             if b_onset is None or a.onset is None:
@@ -173,7 +184,7 @@ class StatisticalRanker:
             if b_onset <= a.onset or b.cause_strength() >= a.strength:
                 a.victim_of.append(callee)
         for ws in scores.values():
-            if ws.victim_of:
+            if ws.victim_of or ws.load_from:
                 ws.score *= VICTIM_FACTOR
 
     # -- fault guess -----------------------------------------------------------------------------------------
@@ -240,3 +251,9 @@ class StatisticalRanker:
         return Evidence(kind="anomaly", workload=ws.workload, ts=move.onset, summary=(
             f"{move.signal} of {ws.workload} {word} {move.z:.1f} robust sigmas from baseline"),
             data=shift.as_dict() if shift else {})
+
+
+def _carries_load_of(callee: WorkloadScore, caller: WorkloadScore) -> bool:
+    """True when the callee's request rate rose with or after its caller's: the demand came from upstream."""
+    down, up = callee.move(sig.REQUEST_RATE), caller.move(sig.REQUEST_RATE)
+    return bool(down and up and down.direction > 0 and up.direction > 0 and up.onset <= down.onset)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
 
+import re._constants as _sre  # the standard library's regex parser, to inspect a pattern's structure
+import re._parser as _sre_parse
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -61,12 +63,43 @@ def parse_ratio(value: str) -> tuple[str, float]:
     return m.group(1), float(m.group(2))
 
 
+_REPEATS = {_sre.MAX_REPEAT, _sre.MIN_REPEAT}
+
+
+def _risky(items: Any, inside_repeat: bool) -> bool:
+    """True if a repeated part itself repeats or alternates: ``(a+)+``, ``(a|aa)*`` backtrack exponentially."""
+    for op, av in items:
+        if op in _REPEATS:
+            repeats = av[1] > 1
+            if inside_repeat and repeats:
+                return True
+            if _risky(av[2], inside_repeat or repeats):
+                return True
+        elif op is _sre.BRANCH:
+            if inside_repeat:
+                return True
+            if any(_risky(branch, inside_repeat) for branch in av[1]):
+                return True
+        elif op is _sre.SUBPATTERN:
+            if _risky(av[-1], inside_repeat):
+                return True
+    return False
+
+
 def _check_regex(value: str | None) -> str | None:
+    """Compile once to check the syntax, and refuse patterns that can backtrack catastrophically.
+
+    Log lines are cut to 2 KB, but a nested repetition is exponential even on 30 characters, so such patterns are
+    refused when the rule file is read. Possessive repeats and atomic groups are not checked (they are safe).
+    """
     if value is not None:
         try:
-            re.compile(value)
+            parsed = _sre_parse.parse(value)
         except re.error as exc:
             raise ValueError(f"bad regex {value!r}: {exc}") from None
+        if _risky(parsed, False):
+            raise ValueError(f"bad regex {value!r}: a repeated group that itself repeats or alternates may "
+                             "backtrack catastrophically; rewrite it without the nesting")
     return value
 
 

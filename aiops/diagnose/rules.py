@@ -221,7 +221,8 @@ class _Evaluator:
         n = sum(r.matched for r in results)
         matched = {"any_of": n > 0, "all_of": n == len(results), "none_of": n == 0}[kind]
         # Say what made the group hold (or fail): the matched children, or for none_of the ones that held.
-        shown = [r.detail for r in results if r.matched] or ([] if kind == "none_of" else [r.detail for r in results])
+        shown = [r.detail for r in results] if kind == "none_of" else \
+            ([r.detail for r in results if r.matched] or [r.detail for r in results])
         detail = f"{kind} ({n}/{len(results)} held)" + (": " + "; ".join(shown) if shown else "")
         return CriterionResult(kind, matched, detail, children=results)
 
@@ -270,10 +271,21 @@ class RuleEngine:
             evidence = [Evidence(kind="rule", workload=m.workload, summary=f"rule {m.rule} matched on {m.workload}",
                                  data={"rule": m.rule, "origin": self.ruleset.origins.get(m.rule, "")})]
             evidence += [Evidence(kind=_evidence_kind(r.kind), workload=m.workload, summary=r.detail,
-                                  data=r.values) for r in m.criteria]
+                                  data=r.values) for r in _facts(m.criteria)]
             out.append(Hypothesis(target=Target(kind, namespace, m.workload), fault=m.fault, playbook=m.playbook,
                                   confidence=m.confidence, source=self.name, evidence=tuple(evidence)))
         return sorted(out, key=lambda h: -h.confidence)
+
+
+def _facts(results: Sequence[CriterionResult]) -> list[CriterionResult]:
+    """The criteria that made a rule hold, groups opened up (a ``none_of`` stays one fact: what was absent)."""
+    out: list[CriterionResult] = []
+    for r in results:
+        if r.kind in ("any_of", "all_of"):
+            out += _facts([c for c in r.children if c.matched])
+        elif r.matched:
+            out.append(r)
+    return out
 
 
 def _evidence_kind(criterion_kind: str) -> str:

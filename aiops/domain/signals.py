@@ -7,7 +7,7 @@ workload, so detection sees the same numbers whether data came from Prometheus, 
 from __future__ import annotations
 
 CPU = "cpu"                          # cores: sum over pods of rate(container_cpu_usage_seconds_total)
-MEMORY = "memory"                    # bytes: sum over pods of container_memory_working_set_bytes
+MEMORY = "memory"                    # bytes: max over containers of container_memory_working_set_bytes
 RESTARTS = "restarts"                # restarts per second: sum of rate(kube_pod_container_status_restarts_total)
 AVAILABLE_RATIO = "available_ratio"  # kube_deployment_status_replicas_available / kube_deployment_spec_replicas
 REQUEST_RATE = "request_rate"        # requests per second: sum of rate(http_requests_total)

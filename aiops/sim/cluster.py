@@ -19,7 +19,6 @@ from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
 KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event")
-PATCH_TYPES = ("merge", "strategic", "json")
 
 
 @dataclass(slots=True)
