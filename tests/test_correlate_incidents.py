@@ -10,7 +10,8 @@ import pytest
 
 from aiops.collect.alertmanager import parse_webhook
 from aiops.correlate.incidents import IncidentTracker, incident_id
-from aiops.correlate.owner import owner_of, workload_from_pod
+from aiops.correlate.owner import owner_of
+from aiops.domain.workloads import workload_of_pod as workload_from_pod
 from aiops.domain.alerts import Alert
 from aiops.domain.incident import Anomaly, IncidentStatus
 from aiops.domain.target import Target

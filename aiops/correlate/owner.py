@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from aiops.domain.workloads import workload_of_pod
+
 # Labels that name the workload directly, most specific first.
 WORKLOAD_LABELS: tuple[str, ...] = ("workload", "deployment", "app", "service")
-
-# Kubernetes generates name suffixes from this alphabet (no vowels, no 0/1/3), which is what keeps the stripping
-# below from eating a real name part such as "-redis".
-_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
-# <deployment>-<replicaset hash>-<pod suffix>, e.g. cart-7d9f8b6c5d-x2k4p
-_DEPLOYMENT_POD = re.compile(rf"^(?P<owner>.+)-{_SAFE}{{6,10}}-{_SAFE}{{5}}$")
-# <daemonset or job>-<pod suffix>, e.g. node-agent-x2k4p
-_SINGLE_SUFFIX_POD = re.compile(rf"^(?P<owner>.+)-{_SAFE}{{5}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +24,6 @@ class Owner:
         return not self.reason
 
 
-def workload_from_pod(pod: str) -> str:
-    """Strip the ReplicaSet hash and pod suffix Kubernetes adds (``cart-7d9f8b6c5d-x2k4p`` -> ``cart``)."""
-    for pattern in (_DEPLOYMENT_POD, _SINGLE_SUFFIX_POD):
-        match = pattern.match(pod)
-        if match:
-            return match.group("owner")
-    return pod
-
-
 def owner_of(labels: Mapping[str, str]) -> Owner:
     """Find the namespace and workload an alert is about, from ``workload``/``deployment``/``app``/``service``/``pod``."""
     namespace = labels.get("namespace", "").strip()
@@ -49,7 +33,7 @@ def owner_of(labels: Mapping[str, str]) -> Owner:
         if workload:
             break
     if not workload and labels.get("pod", "").strip():
-        workload = workload_from_pod(labels["pod"].strip())
+        workload = workload_of_pod(labels["pod"].strip())
     if not namespace:
         return Owner("", workload, "alert has no namespace label")
     if not workload:

@@ -38,8 +38,8 @@ class SignalShift:
 
     ``peak_z``/``trough_z`` are the extremes of the 3-point rolling-median z in the recent window (a single
     spike does not count); ``onset`` is the first recent time from which |z| stayed above ``threshold`` for
-    ``persist`` points (or to the end), ``None`` if it never did. ``rise_z`` is the least-squares rise over the
-    recent window in scale units (the trend). Ratios compare smoothed recent extremes with the baseline median.
+    ``persist`` points (or to the end), ``None`` if it never did. ``rise_z`` is the least-squares rise in scale units (the
+    trend) from the first onset to the end, or over the whole recent window when nothing crossed. Ratios compare smoothed recent extremes with the baseline median.
     """
 
     workload: str
@@ -121,15 +121,22 @@ def measure(series: Series, split: float, threshold: float = 3.0, persist: int =
     smooth = _rolling_median3(vals)
     z = (smooth - center) / scale
     rz, rts, rvals = z[recent_mask], ts[recent_mask], smooth[recent_mask]
+    onset_up, onset_down = _onset(rts, rz >= threshold, persist), _onset(rts, rz <= -threshold, persist)
+    # The trend is fitted from the change point on when there is one: a short climb at the end of a long flat
+    # recent window is still a climb, and fitting the whole window would dilute it.
+    since = min((t for t in (onset_up, onset_down) if t is not None), default=rts[0] if len(rts) else 0.0)
+    trend_ts, trend_vals = rts[rts >= since], vals[recent_mask][rts >= since]
+    if len(trend_ts) < 3:
+        trend_ts, trend_vals = rts, vals[recent_mask]
     rise = 0.0
-    if len(rts) >= 3 and rts[-1] > rts[0]:
-        slope = float(np.polyfit(rts - rts[0], vals[recent_mask], 1)[0])
-        rise = slope * float(rts[-1] - rts[0]) / scale
+    if len(trend_ts) >= 3 and trend_ts[-1] > trend_ts[0]:
+        slope = float(np.polyfit(trend_ts - trend_ts[0], trend_vals, 1)[0])
+        rise = slope * float(trend_ts[-1] - trend_ts[0]) / scale
     denom = center if abs(center) > 1e-12 else float("nan")
     return SignalShift(
         workload=series.workload, signal=series.name, center=center, scale=scale,
         peak_z=float(rz.max()), trough_z=float(rz.min()),
-        onset_up=_onset(rts, rz >= threshold, persist), onset_down=_onset(rts, rz <= -threshold, persist),
+        onset_up=onset_up, onset_down=onset_down,
         rise_z=rise, peak_ratio=float(rvals.max()) / denom, trough_ratio=float(rvals.min()) / denom,
         last_value=float(vals[-1]))
 
