@@ -51,11 +51,18 @@ class DiagnosisReport:
         return out
 
     def render(self) -> str:
+        """The text report; with ``--explain``, every matched rule and every rule on the chosen workload (the JSON
+        report has them all)."""
         text = render_text(self.diagnosis)
-        if self.explanation is not None:
-            text += "\n\nRules:\n" + "\n".join(_explain_line(m) for m in self.explanation) if self.explanation \
-                else "\n\nRules: none matched"
-        return text
+        if self.explanation is None:
+            return text
+        focus = {self.diagnosis.chosen.target.name, self.diagnosis.incident.target.name}
+        shown = [m for m in self.explanation if m.get("matched") or m.get("workload") in focus]
+        hidden = len(self.explanation) - len(shown)
+        lines = [_explain_line(m) for m in shown] or ["  (no rule evaluated)"]
+        if hidden:
+            lines.append(f"  ... {hidden} unmatched rule checks on other workloads (see --format json)")
+        return text + "\n\nRules:\n" + "\n".join(lines)
 
 
 def _explain_line(match: Mapping[str, Any]) -> str:
