@@ -47,6 +47,8 @@ def sim(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with SimRuntime(args.scenario, realtime=True, host=args.host, kube_port=args.kube_port,
                     metrics_port=args.metrics_port) as runtime:
+        # One round of samples now: otherwise /metrics is empty until the first step, a whole step from now.
+        runtime.prefill(runtime.step)
         print(f"simulated cluster running (scenario {args.scenario}, namespace {runtime.scenario.namespace})")
         print(f"  Kubernetes API: {runtime.kube_url}   (kubectl --server {runtime.kube_url} get deploy -A)")
         print(f"  metrics:        {runtime.prom_url}/metrics   (Prometheus scrape target)")

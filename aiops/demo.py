@@ -116,10 +116,10 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
 
 def _describe_anomalies(timeline: Timeline, now: float, anomalies: list[Anomaly]) -> None:
     for anomaly in sorted(anomalies, key=lambda a: -a.severity)[:3]:
-        top = ", ".join(f"{signal} {weight:+.1f}" for signal, weight in anomaly.contributors[:3])
+        top = ", ".join(f"{signal} {weight:.0%}" for signal, weight in anomaly.contributors[:3])
         timeline.add(now, "detect", f"{anomaly.target.name}: LOF score {anomaly.score:.2f} over threshold "
                                     f"{anomaly.threshold:.2f} since t={anomaly.start - timeline.origin:+.0f}s; "
-                                    f"signals: {top}")
+                                    f"driven by {top}")
 
 
 def _describe_result(timeline: Timeline, result: PipelineResult) -> None:

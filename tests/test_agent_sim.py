@@ -7,7 +7,6 @@ incident worker runs in its own thread, so every assertion on its work comes aft
 
 from __future__ import annotations
 
-import copy
 import json
 import socket
 from datetime import datetime, timezone
@@ -41,7 +40,6 @@ def closed_port() -> int:
 def alert_payload(namespace: str, deployment: str, starts_at: float) -> dict:
     """The recorded Alertmanager webhook, relabelled to ``namespace``/``deployment`` and started at ``starts_at``."""
     payload = json.loads(FIXTURE.read_text())
-    payload = copy.deepcopy(payload)
     started = datetime.fromtimestamp(starts_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     relabel = {"namespace": namespace, "deployment": deployment}
     for alert in payload["alerts"]:

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import requests
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 
@@ -19,7 +20,11 @@ class PrometheusClient:
     def __init__(self, url: str, timeout_seconds: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout_seconds
-        self._prom = PrometheusConnect(url=self.url, disable_ssl=False, timeout=timeout_seconds)
+        # One quick retry for a dropped connection or a 5xx; the library's default (3 retries, 1 s backoff) keeps a
+        # loop run and the agent's shutdown waiting for ~6 s when Prometheus is down.
+        retry = Retry(total=1, backoff_factor=0.1, status_forcelist=(500, 502, 503, 504),
+                      allowed_methods=("GET", "POST"))
+        self._prom = PrometheusConnect(url=self.url, disable_ssl=False, timeout=timeout_seconds, retry=retry)
 
     def query_range(self, query: str, start: float, end: float, step: float) -> list[dict]:
         """``/api/v1/query_range``: a list of ``{"metric": {...}, "values": [[ts, "v"], ...]}``."""
