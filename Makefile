@@ -11,7 +11,7 @@ SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin
 
 .PHONY: demo test setup system-deps lint clean
 
-demo: setup
+demo: setup system-deps
 	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
 
 test: setup system-deps

@@ -13,6 +13,7 @@ import pytest
 import requests
 import yaml
 
+from aiops.cli import main
 from aiops.clients.kube import KubeClient
 from aiops.serve.agent import Agent, build_parts
 from aiops.settings import STOCK_ROOT, load_settings
@@ -73,7 +74,7 @@ def _memory_rule(threshold_bytes: float) -> dict:
     }]}]}
 
 
-def test_real_alert_drives_a_real_remediation(tmp_path, sim):
+def test_real_alert_drives_a_real_remediation(tmp_path, sim, capsys):
     if not realstack.available():
         pytest.fail("Debian's prometheus/prometheus-alertmanager are missing: run `make test`, which installs them")
     kube = KubeClient.for_host(sim.kube_url)
@@ -84,14 +85,15 @@ def test_real_alert_drives_a_real_remediation(tmp_path, sim):
                                   webhook_url=f"http://127.0.0.1:{port}/webhook/alertmanager", webhook_token=TOKEN)
     agent = None
     try:
-        settings = load_settings(_write_config(tmp_path, sim, stack.prometheus_url, port))
+        config = _write_config(tmp_path, sim, stack.prometheus_url, port)
+        settings = load_settings(config)
         agent = Agent(build_parts(settings)).start()
         # Let Prometheus collect a baseline before the fault.
         wait_until(lambda: _sample_count(stack.prometheus_url) >= 20, 60, "20 s of scraped history")
         before = kube.get_deployment("shop", "cart")
 
         sim.scenario.faults.append(MemoryLeak("cart", sim.clock.now(), bytes_per_second=25 * MiB))
-        result = wait_until(lambda: next((r for r in agent.results if r.execution is not None), None), 90,
+        result = wait_until(lambda: next((r for r in agent.results if r.execution is not None and r.incident.alerts), None), 90,
                             "the agent to act on the webhook", interval=0.2)
 
         assert agent.metrics.alerts_received.labels(status="firing")._value.get() >= 1
@@ -108,6 +110,14 @@ def test_real_alert_drives_a_real_remediation(tmp_path, sim):
         assert kube.get_scale("shop", "payments")["spec"]["replicas"] == 2
         journal = (tmp_path / "state" / "journal.jsonl").read_text().splitlines()
         assert any(json.loads(line)["state"] == "executing" for line in journal)
+
+        # The same Prometheus through the CLI: a live diagnosis of the namespace, as JSON.
+        code = main(["diagnose", "--prometheus", stack.prometheus_url, "--namespace", "shop", "--since", "2m",
+                     "--config", str(config), "--format", "json"])
+        report = json.loads(capsys.readouterr().out)
+        assert code in (0, 1)
+        assert {"incident", "root_cause", "ranking", "playbook", "confidence", "evidence", "analyzers"} <= set(report)
+        assert report["ranking"][0]["workload"] == "cart"
     finally:
         if agent is not None:
             agent.stop()

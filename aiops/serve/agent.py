@@ -93,8 +93,8 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     metrics_collector = PrometheusCollector(prometheus, step=settings.loop.step_seconds) if prometheus else None
     collector = ObservationCollector(metrics_collector, KubeCollector(kube), topology)
     if journal is None:
-        journal = JsonlJournal(settings.state_dir / "journal.jsonl") if settings.mode.value == "act" \
-            else MemoryJournal()
+        # Dry-run decisions are journaled too: the audit trail shows what would have been done.
+        journal = JsonlJournal(settings.state_dir / "journal.jsonl", clock)
     probe_source = metrics_collector or collector
     verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
     runner = PlaybookRunner(kube, journal, verifier, playbooks, clock)

@@ -74,3 +74,5 @@ def configure_logging(fmt: str = "json", level: int | str = "INFO", stream: Text
     handler.setFormatter(formatters[fmt]())
     root.addHandler(handler)
     root.setLevel(resolved)
+    # transitions logs every callback at INFO; our own journal and log lines already say what happened.
+    logging.getLogger("transitions").setLevel(max(resolved, logging.WARNING))
