@@ -115,7 +115,10 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
 
 
 def _describe_anomalies(timeline: Timeline, now: float, anomalies: list[Anomaly]) -> None:
-    for anomaly in sorted(anomalies, key=lambda a: -a.severity)[:3]:
+    for anomaly in sorted(anomalies, key=lambda a: -a.severity)[:4]:
+        if anomaly.summary:
+            timeline.add(now, "detect", anomaly.summary)
+            continue
         top = ", ".join(f"{signal} {weight:.0%}" for signal, weight in anomaly.contributors[:3])
         timeline.add(now, "detect", f"{anomaly.target.name}: LOF score {anomaly.score:.2f} over threshold "
                                     f"{anomaly.threshold:.2f} since t={anomaly.start - timeline.origin:+.0f}s; "
@@ -129,7 +132,7 @@ def _describe_result(timeline: Timeline, result: PipelineResult) -> None:
     end = result.observations.end
     timeline.add(end, "diagnose", f"root cause {chosen.target.name}: {chosen.fault.value} "
                                   f"(confidence {chosen.confidence:.2f}, from {chosen.source}); ranking: {ranking}")
-    for evidence in chosen.evidence[:4]:
+    for evidence in chosen.evidence[:6]:
         timeline.add(end, "why", evidence.summary)
     decision = result.decision
     if isinstance(decision, Blocked):

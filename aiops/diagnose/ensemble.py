@@ -155,6 +155,7 @@ class Diagnoser:
                 if (ev.kind, ev.summary) not in seen:
                     seen.add((ev.kind, ev.summary))
                     evidence.append(ev)
+        evidence += _detector_evidence(incident, lead.target.name, seen)
         return Hypothesis(target=lead.target, fault=key[1], playbook=lead.playbook, confidence=confidence,
                           source="+".join(sorted(per)), evidence=tuple(evidence), params=dict(lead.params))
 
@@ -164,3 +165,20 @@ class Diagnoser:
         note = Evidence(kind="rule", summary=f"escalating to a person: {why}")
         return Hypothesis(target=incident.target, fault=Fault.UNKNOWN, playbook=ESCALATE, confidence=confidence,
                           source="ensemble", evidence=(note,) + tuple(evidence))
+
+
+def _detector_evidence(incident: Incident, workload: str, seen: set) -> list[Evidence]:
+    """The detectors' own findings on the chosen workload (e.g. a never-seen error log template), as evidence."""
+    out = []
+    for anomaly in incident.anomalies:
+        if anomaly.target.name != workload:
+            continue
+        summary = anomaly.summary or (f"{anomaly.detector or 'detector'}: {workload} anomalous on {anomaly.signal} "
+                                      f"(score {anomaly.score:.2f} over {anomaly.threshold:.2f})")
+        if ("anomaly", summary) in seen:
+            continue
+        seen.add(("anomaly", summary))
+        out.append(Evidence(kind="anomaly", summary=summary, workload=workload, ts=anomaly.start,
+                            data={"detector": anomaly.detector, "signal": anomaly.signal,
+                                  "contributors": [list(c) for c in anomaly.contributors]}))
+    return out

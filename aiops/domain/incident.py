@@ -24,6 +24,9 @@ class Anomaly:
     start: float
     contributors: tuple[tuple[str, float], ...] = ()
     detector: str = ""
+    # What a person should read, when the detector can say it better than signal and score
+    # (e.g. "a never-seen error template appeared in cart at 10:02").
+    summary: str = ""
 
     @property
     def severity(self) -> float:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from aiops.correlate.incidents import IncidentTracker, incident_id
-from aiops.detect.workload import WorkloadDetector
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.report import diagnosis_to_dict, render_text
 from aiops.diagnose.rules import RuleEngine
@@ -20,6 +19,7 @@ from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.observations import Observations
 from aiops.domain.playbook import Playbook
 from aiops.domain.target import Target
+from aiops.serve.pipeline import detect_window
 
 
 @dataclass
@@ -88,9 +88,7 @@ class OfflineDiagnostician:
         return observations.end - min(self.recent_seconds, span / 3)
 
     def detect(self, observations: Observations) -> list[Anomaly]:
-        split = self.split(observations)
-        detector = WorkloadDetector().fit(observations.signals, observations.start, split)
-        return detector.detect(observations.signals, split, observations.end)
+        return detect_window(observations, self.split(observations))
 
     def incident(self, observations: Observations, alerts: Sequence[Alert], anomalies: Sequence[Anomaly]) -> Incident:
         tracker = IncidentTracker(_FixedClock(observations.end))

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from aiops.detect.logs import LogAnomalyDetector
 from aiops.detect.workload import WorkloadDetector
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.domain.diagnosis import Diagnosis
@@ -54,6 +55,17 @@ class PipelineResult:
                 "execution": self.execution.as_dict() if self.execution else None}
 
 
+def detect_window(observations: Observations, split: float,
+                  detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector) -> list[Anomaly]:
+    """Every detector on one window: metric anomalies (fitted on ``[start, split)``, scoring ``[split, end]``) and
+    log-template anomalies (never-seen or surging templates in the recent part)."""
+    detector = detector_factory()
+    detector.fit(observations.signals, observations.start, split)
+    anomalies = detector.detect(observations.signals, split, observations.end)
+    anomalies += LogAnomalyDetector().detect(observations.logs, observations.start, split, observations.end)
+    return anomalies
+
+
 class IncidentPipeline:
     """Runs incidents through the loop with one set of parts (collector, diagnoser, playbooks, policy, runner)."""
 
@@ -82,10 +94,7 @@ class IncidentPipeline:
 
     def detect(self, observations: Observations) -> list[Anomaly]:
         """Fit on the baseline part, score the recent part."""
-        split = self.split(observations)
-        detector = self.detector_factory()
-        detector.fit(observations.signals, observations.start, split)
-        return detector.detect(observations.signals, split, observations.end)
+        return detect_window(observations, self.split(observations), self.detector_factory)
 
     def diagnose(self, incident: Incident, observations: Observations) -> Diagnosis:
         return self.diagnoser.diagnose(incident, observations, list(self.playbooks.values()))
