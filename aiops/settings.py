@@ -108,23 +108,36 @@ class Settings(_Section):
     log_format: Literal["json", "text"] = "json"
 
 
-def load_settings(path: str | Path) -> Settings:
-    """Read and validate a YAML config file. Relative paths in it resolve against the file's folder."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:
+    """Parse a YAML file that must hold a mapping (empty file = ``{}``), for every YAML file aiops reads: config,
+    playbooks, rules. Returns the mapping and the 1-based line of each top-level key, so validation errors can
+    point at a line. Every problem is an ``InputError`` naming the file (and line) and ``what`` it should be."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InputError(str(path), "config file not found") from None
+        raise InputError(str(path), f"{what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read config file: {exc}") from None
+        raise InputError(str(path), f"cannot read {what}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+        node = yaml.compose(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     if raw is None:
-        raw = {}
+        return {}, {}
     if not isinstance(raw, dict):
-        raise InputError(str(path), f"must be a mapping of keys, got {type(raw).__name__}")
+        raise InputError(str(path), f"{what} must be a mapping of keys, got {type(raw).__name__}")
+    lines = {str(key.value): key.start_mark.line + 1 for key, _ in node.value} \
+        if isinstance(node, yaml.MappingNode) else {}
+    return raw, lines
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a YAML config file. Relative paths in it resolve against the file's folder."""
+    path = Path(path)
+    raw, _ = read_yaml_mapping(path, "config file")
     settings = parse_settings(raw, where=str(path))
     return _resolve_paths(settings, path.parent)
 

@@ -25,12 +25,12 @@ from typing import Annotated, Any, Literal, Sequence
 
 import re._constants as _sre  # the standard library's regex parser, to inspect a pattern's structure
 import re._parser as _sre_parse
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aiops.domain import signals as sig
 from aiops.domain.diagnosis import Fault
 from aiops.domain.errors import InputError
+from aiops.settings import read_yaml_mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -279,18 +279,7 @@ class RuleSet:
 
     @staticmethod
     def _read(file: Path) -> RuleFile:
-        try:
-            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(str(file), f"cannot read rule file: {exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{file}:{mark.line + 1}" if mark else str(file)
-            raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        if raw is None:
-            return RuleFile()
-        if not isinstance(raw, dict):
-            raise InputError(str(file), f"must be a mapping with a 'rules' list, got {type(raw).__name__}")
+        raw, _ = read_yaml_mapping(file, "rule file (a mapping with a 'rules' list)")
         try:
             return RuleFile.model_validate(raw)
         except ValidationError as exc:

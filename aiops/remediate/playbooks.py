@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiops.domain.errors import InputError
 from aiops.domain.playbook import Playbook
 from aiops.domain.signals import SIGNALS
-from aiops.settings import validation_message
+from aiops.settings import read_yaml_mapping, validation_message
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 
@@ -88,7 +87,7 @@ def validate_playbook_file(path: str | Path) -> list[str]:
 
 def read_playbook(path: Path) -> Playbook:
     """Parse and validate one playbook file, including the params of its action and its verify signals."""
-    raw, lines = _read_yaml(path)
+    raw, lines = read_yaml_mapping(path, "playbook")
     try:
         playbook = Playbook.model_validate(raw)
     except ValidationError as exc:
@@ -104,28 +103,6 @@ def read_playbook(path: Path) -> Playbook:
         raise InputError(_where(path, lines, ("verify",)),
                          f"verify.signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
     return playbook
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """The parsed mapping and the 1-based line of each top-level key (for error locations)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read playbook: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(raw, dict):
-        raise InputError(str(path), f"must be a mapping of keys, got {type(raw).__name__}")
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, _ in node.value:
-            lines[str(key.value)] = key.start_mark.line + 1
-    return raw, lines
 
 
 def _where(path: Path, lines: dict[str, int], loc: tuple) -> str:

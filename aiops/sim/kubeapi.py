@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from aiops.sim import objects as ob
+from aiops.sim.httpserver import BackgroundHttpServer
 from aiops.sim.apierrors import ApiError, not_found
 from aiops.sim.cluster import SimCluster
 from aiops.sim.selectors import SelectorError
@@ -34,36 +34,15 @@ VERSION = {"major": "1", "minor": "20", "gitVersion": "v1.20.2-aiops-sim", "gitC
            "compiler": "gc", "platform": "linux/amd64"}
 
 
-class KubeApiServer:
+class KubeApiServer(BackgroundHttpServer):
     """Serves ``cluster`` on ``host:port`` (0 = a free port) from a background thread."""
+
+    thread_name = "sim-kube-api"
 
     def __init__(self, cluster: SimCluster, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
         self.cluster = cluster
         self.token = token
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the running server."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "KubeApiServer":
-        """Start serving in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sim-kube-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
+        super().__init__(_make_handler(self), host, port)
 
     # --- request handling (called from handler threads) ---------------------------------------------------
     def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> tuple[int, str, bytes]:

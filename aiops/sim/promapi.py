@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from aiops.domain.signals import COUNTERS, RAW_DURATION
+from aiops.sim.httpserver import BackgroundHttpServer
 from aiops.sim.promql import QueryError, parse_selector
 from aiops.sim.tsdb import SampleStore, format_value
 
@@ -29,36 +29,15 @@ class BadData(ValueError):
     """A request Prometheus would answer with 400 ``bad_data``."""
 
 
-class MetricsServer:
+class MetricsServer(BackgroundHttpServer):
     """Serves ``runtime.store`` (a ``SampleStore``) with ``runtime.clock`` as "now", from a background thread."""
+
+    thread_name = "sim-metrics"
 
     def __init__(self, runtime, host: str = "127.0.0.1", port: int = 0) -> None:
         self.store: SampleStore = runtime.store
         self.clock = runtime.clock
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://host:port`` of the running server."""
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "MetricsServer":
-        """Start serving in a daemon thread; returns self."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="sim-metrics", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        if self._thread:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
+        super().__init__(_make_handler(self), host, port)
 
     # --- endpoints ----------------------------------------------------------------------------------------
     def exposition(self) -> str:

@@ -107,41 +107,37 @@ class ObjectAction:
 
     def apply(self, plan: ActionPlan, dry_run: bool) -> Change:
         """Make the change once; in dry-run only describe it."""
-        for attempt in range(CONFLICT_ATTEMPTS):
-            obj = self._read(plan)
+        def attempt(obj: dict) -> tuple[Change, dict | list | None]:
             if annotations(obj).get(PLAN_ANNOTATION) == plan.id:
                 return Change(plan.target, f"{self.kind}: already done by plan {plan.id}", after=self._state(obj),
-                              already_done=True)
-            change, patch = self._prepare(plan, obj)
-            if dry_run:
+                              already_done=True), None
+            return self._prepare(plan, obj)
+        return self._write_with_retry(plan, attempt, dry_run, "apply")
+
+    def undo(self, plan: ActionPlan, change: Change, dry_run: bool) -> Change:
+        """Restore ``change.before``; a change already undone (or never applied) is left alone."""
+        def attempt(obj: dict) -> tuple[Change, dict | list | None]:
+            reverse, patch = self._prepare_undo(plan, change, obj)
+            return (dataclasses.replace(reverse, already_done=True), None) if patch is None else (reverse, patch)
+        return self._write_with_retry(plan, attempt, dry_run, "undo")
+
+    def _write_with_retry(self, plan: ActionPlan, attempt, dry_run: bool, step: str) -> Change:
+        """Read, prepare, write; again from a fresh read when the write lost a race (409, or a failed ``test``).
+
+        ``attempt(obj)`` returns the change and its patch, or no patch when there is nothing to write.
+        """
+        for n in range(CONFLICT_ATTEMPTS):
+            change, patch = attempt(self._read(plan))
+            if patch is None or dry_run:
                 return change
             try:
                 self._write(plan, patch)
             except Exception as exc:
-                if is_conflict(exc) and attempt + 1 < CONFLICT_ATTEMPTS:
+                if is_conflict(exc) and n + 1 < CONFLICT_ATTEMPTS:
                     continue
                 raise
-            self.audit(plan, "apply", change.description)
+            self.audit(plan, step, change.description)
             return dataclasses.replace(change, applied=True)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def undo(self, plan: ActionPlan, change: Change, dry_run: bool) -> Change:
-        """Restore ``change.before``; a change already undone (or never applied) is left alone."""
-        for attempt in range(CONFLICT_ATTEMPTS):
-            obj = self._read(plan)
-            reverse, patch = self._prepare_undo(plan, change, obj)
-            if patch is None:
-                return dataclasses.replace(reverse, already_done=True)
-            if dry_run:
-                return reverse
-            try:
-                self._write(plan, patch)
-            except Exception as exc:
-                if is_conflict(exc) and attempt + 1 < CONFLICT_ATTEMPTS:
-                    continue
-                raise
-            self.audit(plan, "undo", reverse.description)
-            return dataclasses.replace(reverse, applied=True)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # --- audit ---
