@@ -21,6 +21,7 @@ from aiops.clients.kube import KubeClient
 from aiops.sim.clock import SimClock
 from aiops.sim.runtime import SimRuntime
 from aiops.sim.scenarios import build_scenario
+from tests.support.polling import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 DIAGNOSIS_KEYS = {"incident", "root_cause", "ranking", "playbook", "confidence", "evidence", "analyzers"}
@@ -38,22 +39,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as exc:  # noqa: BLE001 - not up yet; keep polling
-            last_error = exc
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
 
 
 def recorded_case(tmp_path: Path, capsys, inject: bool) -> Path:

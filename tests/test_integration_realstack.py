@@ -20,7 +20,7 @@ from aiops.settings import STOCK_ROOT, load_settings
 from aiops.sim.faults import MiB, MemoryLeak
 from aiops.sim.runtime import SimRuntime
 from tests.support import realstack
-from tests.support.realstack import wait_until
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.realstack
 

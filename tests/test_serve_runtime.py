@@ -19,15 +19,7 @@ from aiops.serve.readiness import Readiness
 from aiops.serve.scheduler import LoopScheduler
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+from tests.support.polling import wait_for
 
 
 # -- scheduler ---------------------------------------------------------------------------------------------------

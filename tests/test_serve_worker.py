@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from aiops.correlate.incidents import IncidentTracker
 from aiops.domain.alerts import Alert
@@ -11,19 +10,11 @@ from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.target import Target
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.worker import IncidentWorker, QueueingReceiver
+from tests.support.polling import wait_for
 
 
 def incident(n: int) -> Incident:
     return Incident(id=f"inc-{n}", target=Target.deployment("shop", f"w{n}"), opened=0.0)
-
-
-def wait_for(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_each_update_is_handled_once():
