@@ -92,6 +92,36 @@ class PolicySettings(_Section):
     max_replicas: int = Field(default=20, ge=1)
 
 
+class GlmSettings(_Section):
+    """The optional GLM analyzer: a local ``transformers`` checkpoint or an OpenAI-compatible endpoint."""
+
+    backend: Literal["none", "transformers", "openai"] = "none"
+    # transformers: a local folder holding a GLM-4 / GLM-Edge checkpoint (never downloaded).
+    model_path: Path | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # openai: the server's base URL (``/v1/chat/completions`` is appended) and the model name it serves.
+    endpoint: str | None = None
+    model: str = "glm-4"
+    api_key_file: Path | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_prompt_tokens: int = Field(default=2048, ge=64)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> "GlmSettings":
+        if self.backend == "transformers" and self.model_path is None:
+            raise ValueError("backend transformers needs model_path")
+        if self.backend == "openai" and not self.endpoint:
+            raise ValueError("backend openai needs endpoint")
+        return self
+
+
 class Settings(_Section):
     """The whole configuration file (YAML)."""
 
@@ -101,6 +131,7 @@ class Settings(_Section):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    glm: GlmSettings = Field(default_factory=GlmSettings)
     playbooks_dir: Path = STOCK_ROOT / "playbooks"
     rules_dir: Path = STOCK_ROOT / "rules"
     models_dir: Path = STOCK_ROOT / "models"
@@ -172,6 +203,8 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         "models_dir": fix(settings.models_dir),
         "state_dir": fix(settings.state_dir),
         "webhook": settings.webhook.model_copy(update={"token_file": fix(settings.webhook.token_file)}),
+        "glm": settings.glm.model_copy(update={"model_path": fix(settings.glm.model_path),
+                                               "api_key_file": fix(settings.glm.api_key_file)}),
         "kubernetes": settings.kubernetes.model_copy(update={
             "kubeconfig": fix(settings.kubernetes.kubeconfig), "token_file": fix(settings.kubernetes.token_file)}),
     })

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from aiops.clients.kube import KubeClient, api_client_from_settings
+from aiops.clients.llm import llm_from_settings
 from aiops.clients.prometheus import PrometheusClient
 from aiops.collect.kube import KubeCollector
 from aiops.collect.observations import ObservationCollector
 from aiops.collect.prometheus import PrometheusCollector
 from aiops.correlate.incidents import IncidentTracker
 from aiops.diagnose.ensemble import Diagnoser
+from aiops.diagnose.glm import GlmAnalyzer
 from aiops.diagnose.ranking import StatisticalRanker
 from aiops.diagnose.rules import RuleEngine, RuleSet
 from aiops.domain.errors import InputError
@@ -75,7 +77,11 @@ def load_knowledge(settings: Settings) -> Knowledge:
     if unknown:
         raise InputError(str(settings.rules_dir), "; ".join(unknown))
     engine = RuleEngine(rules)
-    diagnoser = Diagnoser([StatisticalRanker(), engine], min_confidence=settings.policy.min_confidence)
+    analyzers: list = [StatisticalRanker(), engine]
+    backend = llm_from_settings(settings.glm)  # None unless glm.backend is configured
+    if backend is not None:
+        analyzers.append(GlmAnalyzer(backend))
+    diagnoser = Diagnoser(analyzers, min_confidence=settings.policy.min_confidence)
     return Knowledge(playbooks, engine, diagnoser)
 
 
