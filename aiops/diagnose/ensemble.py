@@ -58,7 +58,9 @@ class Diagnoser:
                 continue
             good, dropped = self._guard(found, incident, observations, playbooks)
             kept += good
-            summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": dropped}
+            # An analyzer that validates its own output (the GLM) reports what it refused as ``last.dropped``.
+            refused = list(getattr(getattr(analyzer, "last", None), "dropped", None) or ())
+            summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": refused + dropped}
         ranking = self._ranking(kept, incident, observations)
         chosen = self._choose(kept, ranking, incident)
         return Diagnosis(incident=incident, hypotheses=tuple(sorted(kept, key=lambda h: -h.confidence)),

@@ -50,6 +50,18 @@ class FaultModel:
         """The error log line the pod writes when this fault makes it fail a request."""
         return None
 
+    def extra_cpu(self, pod: PodView, t: float) -> float:
+        """Extra CPU cores the pod's container burns (capped by its limit)."""
+        return 0.0
+
+    def extra_latency(self, pod: PodView, t: float) -> float:
+        """Extra seconds on the pod's p99 latency (the p50 gets half)."""
+        return 0.0
+
+    def crash(self, pod: PodView, t: float) -> str | None:
+        """The last log line of a container this fault kills now (the kubelet restarts it), else None."""
+        return None
+
 
 class MemoryLeak(FaultModel):
     """Pods running at ``start`` grow their working set by ``bytes_per_second`` (varying a little by pod)."""

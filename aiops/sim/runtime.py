@@ -24,7 +24,7 @@ class SimRuntime:
     def __init__(self, scenario_name: str = "memory_leak", seed: int = 0, realtime: bool = False, step: float = 15.0,
                  *, start: float | None = None, host: str = "127.0.0.1", kube_port: int = 0, metrics_port: int = 0,
                  token: str | None = None, rollout_seconds: float = 10.0,
-                 retention_seconds: float = 6 * 3600.0) -> None:
+                 retention_seconds: float = 6 * 3600.0, scenario_factory=None) -> None:
         if step <= 0:
             raise ValueError("step must be positive")
         self.step = float(step)
@@ -32,7 +32,9 @@ class SimRuntime:
         if start is None:
             start = math.floor(time.time() / self.step) * self.step
         self.clock = WallClock() if realtime else SimClock(start)
-        self.scenario: Scenario = build_scenario(scenario_name, self.clock, seed, rollout_seconds)
+        # ``scenario_factory(name, clock, seed, rollout_seconds)`` builds other clusters (the case generator's).
+        self.scenario: Scenario = (scenario_factory or build_scenario)(scenario_name, self.clock, seed,
+                                                                      rollout_seconds)
         self.cluster = self.scenario.cluster
         self.store = SampleStore(retention_seconds)
         self.workloads = WorkloadSimulator(self.cluster, self.scenario.namespace, self.scenario.models,

@@ -38,6 +38,9 @@ class ServiceModel:
     memory_limit: float = 512 * MiB
     base_error_ratio: float = 0.002
     path: str = "/"
+    # Demand noise (relative standard deviation) and the amplitude of the daily wave.
+    noise: float = 0.03
+    daily_amplitude: float = 0.12
 
 
 @dataclass(slots=True)
@@ -94,8 +97,9 @@ class WorkloadSimulator:
             model = self.models[name]
             phase = sorted(self.models).index(name) * 0.7  # workloads peak at different times
             age = t - self.origin
-            wave = 1 + 0.12 * math.sin(2 * math.pi * age / DAY + phase) + 0.04 * math.sin(2 * math.pi * age / 1020)
-            noise = float(self._rng.normal(1.0, 0.03))
+            wave = (1 + model.daily_amplitude * math.sin(2 * math.pi * age / DAY + phase)
+                    + 0.04 * math.sin(2 * math.pi * age / 1020))
+            noise = float(self._rng.normal(1.0, model.noise))
             rates[name] = max(0.0, model.base_rps * wave * noise * multiplier[name])
         return rates
 
@@ -121,9 +125,12 @@ class WorkloadSimulator:
                 self._log(view, max(view.started, t - dt), f"INFO Started {name.capitalize()}Application in "
                           f"{3.5 + self._rng.random():.1f} seconds (image {view.image})")
             view = self._memory(model, view, util if ready else 0.0, t, samples)
+            if ready and self._crash(view, t):
+                view = PodView(view.name, view.workload, view.image, view.created, t, view.restarts + 1)
+                ready = False
             load = per_pod if ready else 0.0
-            cpu = min(model.cpu_limit, model.idle_cpu + model.cpu_per_request * load
-                      * float(self._rng.normal(1.0, 0.03)))
+            cpu = min(model.cpu_limit, model.idle_cpu + sum(f.extra_cpu(view, t) for f in self.faults)
+                      + model.cpu_per_request * load * float(self._rng.normal(1.0, 0.03)))
             state.cpu_seconds += max(0.0, cpu) * dt
             labels = {"namespace": ns, "pod": view.name, "container": CONTAINER}
             samples.append(Sample(sig.RAW_CPU, labels, state.cpu_seconds))
@@ -132,9 +139,10 @@ class WorkloadSimulator:
                 continue
             err = min(1.0, model.base_error_ratio + min(0.5, max(0.0, util - 1.0) * 0.25)
                       + sum(f.error_ratio(view, t) for f in self.faults) + 0.5 * callee_err)
-            p50 = model.latency_seconds * (1 + 0.3 * util) + callee_p50
+            slow = sum(f.extra_latency(view, t) for f in self.faults)
+            p50 = model.latency_seconds * (1 + 0.3 * util) + callee_p50 + 0.5 * slow
             p99 = min(10.0, model.latency_seconds * 4 * (1 + 0.5 * util ** 3) + max(0.0, util - 0.9) * 3.0
-                      + (0.15 if any(f.error_ratio(view, t) for f in self.faults) else 0.0) + callee_p99)
+                      + (0.15 if any(f.error_ratio(view, t) for f in self.faults) else 0.0) + callee_p99 + slow)
             jitter = float(self._rng.normal(1.0, 0.04))
             p50, p99 = p50 * jitter, p99 * jitter
             state.ok += load * dt * (1 - err)
@@ -169,6 +177,20 @@ class WorkloadSimulator:
         labels = {"namespace": self.namespace, "pod": view.name, "container": CONTAINER}
         samples.append(Sample(sig.RAW_MEMORY, labels, round(memory)))
         return view
+
+    def _crash(self, view: PodView, t: float) -> bool:
+        """A fault kills the running container: its last words, a restart with back-off, a BackOff event."""
+        line = next((l for f in self.faults if (l := f.crash(view, t))), None)
+        if line is None:
+            return False
+        ns = self.namespace
+        self._log(view, t - 0.5, line)
+        self.cluster.restart_container(ns, view.name, t, reason="Error", exit_code=1,
+                                       backoff_seconds=min(80.0, 10.0 * 2 ** min(view.restarts, 3)))
+        pod = {"apiVersion": "v1", "kind": "Pod", "name": view.name, "namespace": ns}
+        self.cluster.emit_event(ns, pod, "BackOff", f"Back-off restarting failed container {CONTAINER} in pod "
+                                f"{view.name}_{ns}", type="Warning", component="kubelet", ts=t)
+        return True
 
     def _oom_kill(self, view: PodView, t: float) -> None:
         ns = self.namespace
