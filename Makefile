@@ -9,12 +9,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's monitoring stack, used by the integration tests (and handy next to `aiops sim`).
 SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/promtool
 
-.PHONY: demo test setup system-deps lint clean
+.PHONY: demo test setup system-deps kube lint clean
 
 demo: setup system-deps
 	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
 
-test: setup system-deps
+test: setup system-deps kube
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -32,6 +32,11 @@ system-deps: $(SYSTEM_BINARIES)
 $(SYSTEM_BINARIES) &:
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+
+# A real kube-apiserver + kube-controller-manager (v1.20.2) built from Debian's source package, cached under
+# ~/.cache/aiops: ~10-17 min the first time on 2 cores, instant afterwards.
+kube:
+	tests/support/kube/build.sh
 
 lint: setup
 	$(VENV)/bin/lint-imports

@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiops.sim import objects as ob
 from aiops.sim.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 
-RESOURCE = {"Deployment": ("deployments", "apps"), "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
+RESOURCE = {"Deployment": ("deployments", "apps"), "Scale": ("deployments/scale", "apps"),
+            "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
             "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", "")}
 
 
@@ -36,7 +37,8 @@ def apply_patch(current: dict, body, patch_type: str) -> dict:
         return (strategic_merge_patch if patch_type == "strategic" else merge_patch)(current, body)
     except PatchError as exc:
         if exc.code == 422:
-            raise ApiError(422, "Invalid", str(exc)) from None
+            # kube-apiserver v1.20 answers every JSON patch that fails to apply (a failed ``test`` included) so.
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request") from None
         raise ApiError(400, "BadRequest", str(exc)) from None
 
 

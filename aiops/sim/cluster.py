@@ -19,6 +19,10 @@ from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
 KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event")
+# Deployment annotations the real controller does not copy onto the new ReplicaSet (it copies all others).
+_NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ob.REVISION_ANNOTATION,
+               "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
+               "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to"}
 
 
 @dataclass(slots=True)
@@ -114,7 +118,8 @@ class SimCluster:
                     patched["metadata"][key] = current["metadata"][key]
             if kind == "Deployment":
                 patched["status"] = current["status"]
-                if patched["spec"] != current["spec"]:
+                # Like the apiserver's Deployment strategy: spec or annotation changes bump generation, labels do not.
+                if patched["spec"] != current["spec"] or _annotations(patched) != _annotations(current):
                     patched["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
             if patched != current:
                 self._store(kind, patched)
@@ -127,7 +132,7 @@ class SimCluster:
         with self.lock:
             dep = self._objects["Deployment"].get((namespace, name))
             if dep is None:
-                raise not_found("Deployment", name)
+                raise not_found("Scale", name)
             meta = dep["metadata"]
             return {"kind": "Scale", "apiVersion": "autoscaling/v1",
                     "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
@@ -140,6 +145,8 @@ class SimCluster:
     def patch_scale(self, namespace: str, name: str, body, patch_type: str = "merge") -> dict:
         """PATCH the scale subresource; returns the new Scale."""
         with self.lock:
+            if (namespace, name) not in self._objects["Deployment"]:
+                raise not_found("Deployment", name)  # the real PATCH names the Deployment, GET the scale
             scale = self.get_scale(namespace, name)
             patched = apply_patch(scale, body, patch_type)
             check_version("Deployment", name, scale, patched)
@@ -298,6 +305,10 @@ class SimCluster:
         elif _revision(new) < newest:
             new["metadata"]["annotations"][ob.REVISION_ANNOTATION] = str(newest + 1)
             self._store("ReplicaSet", new)
+        copied = {k: v for k, v in _annotations(dep).items() if k not in _NOT_COPIED}
+        if any(new["metadata"]["annotations"].get(k) != v for k, v in copied.items()):
+            new["metadata"]["annotations"].update(copied)  # the controller adds and overwrites, never removes
+            self._store("ReplicaSet", new)
         desired = dep["spec"]["replicas"]
         if new["spec"]["replicas"] != desired:
             self._scale_rs(dep, new, desired, now)
@@ -418,6 +429,10 @@ class SimCluster:
     def _next_serial(self) -> int:
         self._serial += 1
         return self._serial
+
+
+def _annotations(obj: dict) -> dict:
+    return obj["metadata"].get("annotations") or {}
 
 
 def _owner_uid(obj: dict) -> str | None:

@@ -101,6 +101,9 @@ class KubeApiServer(BackgroundHttpServer):
     def _list(self, kind: str, ns: str | None, query: dict) -> dict:
         selector = query.get("labelSelector", [None])[0]
         items = self.cluster.list(kind, ns, selector)
+        for item in items:  # the real API leaves kind and apiVersion to the list, not its items
+            item.pop("kind", None)
+            item.pop("apiVersion", None)
         api_version = "apps/v1" if kind in APPS.values() else "v1"
         return {"kind": f"{kind}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items}

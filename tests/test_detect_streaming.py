@@ -1,0 +1,118 @@
+"""StreamingDetector: online (no look-ahead), bounded, deterministic, and it notices spikes and level shifts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiops.detect.streaming import StreamingDetector
+from aiops.domain.errors import InputError
+
+N = 1200
+
+
+def _noisy(seed: int, n: int = N) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 50.0 + 5.0 * np.sin(2 * np.pi * t / 96) + rng.normal(0.0, 1.0, n)
+
+
+def _ts(n: int) -> np.ndarray:
+    return np.arange(n) * 300
+
+
+def test_prefix_scores_equal_the_first_scores_of_the_full_series():
+    values = _noisy(1)
+    values[900] += 40.0
+    full = StreamingDetector().score_series(_ts(N), values)
+    for cut in (437, 901):
+        prefix = StreamingDetector().score_series(_ts(cut), values[:cut])
+        np.testing.assert_allclose(prefix, full[:cut], rtol=0, atol=1e-12)
+
+
+def test_changing_the_future_does_not_change_past_scores():
+    values = _noisy(2)
+    other = values.copy()
+    other[800:] += 100.0
+    a = StreamingDetector().score_series(_ts(N), values)
+    b = StreamingDetector().score_series(_ts(N), other)
+    np.testing.assert_array_equal(a[:800], b[:800])
+    assert not np.array_equal(a[800:], b[800:])
+
+
+def test_update_one_point_at_a_time_matches_score_series():
+    values = _noisy(3, 600)
+    values[500] -= 30.0
+    batch = StreamingDetector().score_series(_ts(600), values)
+    det = StreamingDetector()
+    online = np.array([det.update(v, ts) for v, ts in zip(values, _ts(600))])
+    np.testing.assert_allclose(online, batch, rtol=0, atol=1e-9)
+    assert det.inner_ is not None and hasattr(det.inner_, "threshold_")
+
+
+def test_scores_are_in_unit_interval_even_for_flat_and_wild_series():
+    flat = np.full(700, 3.0)
+    wild = np.r_[np.zeros(400), np.full(100, 1e9), np.zeros(200)]
+    steps = np.repeat([0.0, 1.0, 0.0, 5.0], 200)
+    for values in (flat, wild, steps, _noisy(4)):
+        s = StreamingDetector().score_series(_ts(len(values)), values)
+        assert s.shape == values.shape
+        assert np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0
+
+
+def test_nan_values_do_not_break_scoring():
+    values = _noisy(5, 500)
+    values[300:305] = np.nan
+    s = StreamingDetector().score_series(_ts(500), values)
+    assert np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0
+
+
+def _peak_near(scores: np.ndarray, at: int, before: int = 0, after: int = 20) -> float:
+    return float(scores[at - before:at + after].max())
+
+
+def test_spike_scores_high_near_the_spike_and_stationary_series_stays_low():
+    base = _noisy(6)
+    spiked = base.copy()
+    spiked[1000] += 25.0
+    s_spike = StreamingDetector().score_series(_ts(N), spiked)
+    s_calm = StreamingDetector().score_series(_ts(N), base)
+    calm_late = s_calm[400:].max()
+    assert _peak_near(s_spike, 1000) > calm_late + 0.05
+    assert int(np.argmax(s_spike[400:])) + 400 in range(1000, 1010)
+
+
+def test_level_shift_scores_high_near_the_change():
+    values = _noisy(7)
+    values[950:] += 15.0
+    s = StreamingDetector().score_series(_ts(N), values)
+    calm = StreamingDetector().score_series(_ts(N), _noisy(7))[400:].max()
+    assert _peak_near(s, 950) > calm + 0.05
+    assert int(np.argmax(s[400:])) + 400 in range(950, 980)
+
+
+def test_same_input_gives_identical_scores():
+    values = _noisy(8)
+    values[700] += 20.0
+    a = StreamingDetector().score_series(_ts(N), values)
+    b = StreamingDetector().score_series(_ts(N), values)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("detector", ["lof", "iforest"])
+def test_other_pyod_inner_detectors_run_online(detector):
+    values = _noisy(9, 500)
+    values[450] += 30.0
+    s = StreamingDetector(detector=detector).score_series(_ts(500), values)
+    assert s.min() >= 0.0 and s.max() <= 1.0
+    assert _peak_near(s, 450) >= np.percentile(s[200:440], 95)
+
+
+def test_bad_configuration_names_the_field():
+    with pytest.raises(InputError) as err:
+        StreamingDetector(detector="svm")
+    assert "streaming.detector" in str(err.value)
+    with pytest.raises(InputError):
+        StreamingDetector(window=0)
+    with pytest.raises(InputError):
+        StreamingDetector(no_such_knob=1)
