@@ -28,6 +28,7 @@ ABSOLUTE_FLOOR: dict[str, float] = {
     sig.LATENCY_P99: 0.005,        # seconds
 }
 RELATIVE_FLOOR = 0.05  # 5 % of the baseline level
+END_POINTS = 12  # three minutes on a 15 s grid: longer than a crash loop's back-off, shorter than an incident
 DEFAULT_RECENT_FRACTION = 1 / 3
 MIN_BASELINE_POINTS = 4
 
@@ -54,6 +55,14 @@ class SignalShift:
     peak_ratio: float
     trough_ratio: float
     last_value: float
+    # Extremes of the z over the last ``END_POINTS`` points: whether the move is still on at the end of the window
+    # (a cron job's CPU spike that ended minutes ago is not what is wrong now).
+    end_peak_z: float = math.inf
+    end_trough_z: float = -math.inf
+
+    def still_on(self, direction: int, threshold: float) -> bool:
+        """True when the signal is still ``threshold`` away from baseline in ``direction`` near the end."""
+        return self.end_peak_z >= threshold if direction > 0 else self.end_trough_z <= -threshold
 
     def onset(self, direction: int) -> float | None:
         """Change point upward (``+1``) or downward (``-1``)."""
@@ -138,7 +147,8 @@ def measure(series: Series, split: float, threshold: float = 3.0, persist: int =
         peak_z=float(rz.max()), trough_z=float(rz.min()),
         onset_up=onset_up, onset_down=onset_down,
         rise_z=rise, peak_ratio=float(rvals.max()) / denom, trough_ratio=float(rvals.min()) / denom,
-        last_value=float(vals[-1]))
+        last_value=float(vals[-1]), end_peak_z=float(rz[-END_POINTS:].max()),
+        end_trough_z=float(rz[-END_POINTS:].min()))
 
 
 def signal_index(observations: Observations) -> dict[tuple[str, str], Series]:

@@ -62,7 +62,7 @@ class Diagnoser:
             refused = list(getattr(getattr(analyzer, "last", None), "dropped", None) or ())
             summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": refused + dropped}
         ranking = self._ranking(kept, incident, observations)
-        chosen = self._choose(kept, ranking, incident)
+        chosen = self._choose(kept, ranking, incident, topology_known=observations.topology.known)
         return Diagnosis(incident=incident, hypotheses=tuple(sorted(kept, key=lambda h: -h.confidence)),
                          chosen=chosen, ranking=tuple(ranking), analyzers=summaries)
 
@@ -122,8 +122,10 @@ class Diagnoser:
             miss *= 1.0 - min(1.0, self.weights.get(source, DEFAULT_WEIGHT) * h.confidence)
         return 1.0 - miss
 
-    def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident) -> Hypothesis:
+    def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident,
+                topology_known: bool = True) -> Hypothesis:
         groups = self._groups(kept)
+        ambiguous = ""
         scored = {key: self._combined(per) for key, per in groups.items()}
         with_rules = [key for key, per in groups.items() if RULES in per]
         candidates = list(scored)
@@ -137,6 +139,8 @@ class Diagnoser:
                 best = max(sorted(targets), key=lambda w: rank.get(w, 0.0))
                 candidates = [k for k in with_rules if k[0] == best]
                 decided_by = f"rules (the stats ranking chose {best} among {', '.join(sorted(targets))})"
+                if not topology_known:
+                    ambiguous = _tied_rival(best, with_rules, groups, rank)
         if not candidates:
             return self._escalate(incident, 0.0, "no analyzer produced an allowed hypothesis")
         key = max(sorted(candidates, key=lambda k: (k[0], k[1].value)), key=lambda k: scored[k])
@@ -149,6 +153,14 @@ class Diagnoser:
         evidence: list[Evidence] = [Evidence(kind="rule", summary=(
             f"{key[1].value} on {key[0]}: {', '.join(sorted(per))} agree (combined {confidence:.2f}); "
             f"decided by {decided_by}"))]
+        playbook = lead.playbook
+        if ambiguous and playbook != ESCALATE:
+            # Without a call graph, workloads that moved together cannot be told apart (a surge reaches every
+            # callee in the same scrape): acting on the wrong one is worse than asking a person.
+            playbook = ESCALATE
+            evidence.append(Evidence(kind="rule", summary=(
+                f"escalating to a person: {key[1].value} fits {key[0]} and {ambiguous} about equally and there "
+                f"is no call graph to tell which one it started in")))
         seen = set()
         for source in sorted(per, key=lambda s: s != RULES):
             for ev in per[source].evidence:
@@ -158,8 +170,9 @@ class Diagnoser:
                     seen.add((ev.kind, ev.summary))
                     evidence.append(ev)
         evidence += _detector_evidence(incident, lead.target.name, seen)
-        return Hypothesis(target=lead.target, fault=key[1], playbook=lead.playbook, confidence=confidence,
-                          source="+".join(sorted(per)), evidence=tuple(evidence), params=dict(lead.params))
+        return Hypothesis(target=lead.target, fault=key[1], playbook=playbook, confidence=confidence,
+                          source="+".join(sorted(per)), evidence=tuple(evidence),
+                          params=dict(lead.params) if playbook == lead.playbook else {})
 
     @staticmethod
     def _escalate(incident: Incident, confidence: float, why: str,
@@ -167,6 +180,17 @@ class Diagnoser:
         note = Evidence(kind="rule", summary=f"escalating to a person: {why}")
         return Hypothesis(target=incident.target, fault=Fault.UNKNOWN, playbook=ESCALATE, confidence=confidence,
                           source="ensemble", evidence=(note,) + tuple(evidence))
+
+
+AMBIGUOUS_MARGIN = 0.5  # a rival ranked at least half as high as the best one is a tie (no call graph)
+
+
+def _tied_rival(best: str, with_rules: list[tuple[str, Fault]], groups: dict, rank: dict[str, float]) -> str:
+    """Another workload the rules give the same acting fault as ``best``, ranked about as high; "" if none."""
+    faults = {f for w, f in with_rules if w == best and groups[(w, f)][RULES].playbook != ESCALATE}
+    top = rank.get(best, 0.0)
+    rivals = sorted(w for w, f in with_rules if w != best and f in faults and rank.get(w, 0.0) >= AMBIGUOUS_MARGIN * top)
+    return rivals[0] if rivals else ""
 
 
 def _detector_evidence(incident: Incident, workload: str, seen: set) -> list[Evidence]:

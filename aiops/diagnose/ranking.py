@@ -12,7 +12,8 @@ and stays in [0, 1]. With a call graph, effects travel both ways and the ranking
 travel up (a caller whose callee moved first or as strongly is a victim), demand travels down (a callee whose
 request rate rose with or after its caller's is carrying the caller's load, so it is the victim). A victim's
 score is halved. Without one, the score alone
-decides. The leading signals of each moved workload give a fault guess (``_guess_fault``).
+decides. A move that is over by the end of the window (a cron job's CPU spike minutes ago) does not count: the
+ranking is about what is wrong now. The leading signals of each moved workload give a fault guess (``_guess_fault``).
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ class StatisticalRanker:
             ws = scores.setdefault(workload, WorkloadScore(workload))
             ws.shifts[signal] = shift
             z, onset, direction = _oriented(shift, HARMFUL_DIRECTION.get(signal, 0))
+            if z >= self.threshold and onset is not None and not shift.still_on(direction, self.threshold):
+                z = 0.0  # it moved, but it is over: a finished spike is a distractor, not the cause
             ws.strength = max(ws.strength, min(z, Z_CAP))
             if z >= self.threshold and onset is not None:
                 ws.moves.append(SignalMove(signal, min(z, Z_CAP), onset, direction))
@@ -206,8 +209,7 @@ class StatisticalRanker:
             return Fault.DEPENDENCY_LATENCY
         if sig.REQUEST_RATE in up:
             return Fault.TRAFFIC_SURGE
-        if sig.CPU in up:
-            return Fault.CPU_SATURATION
+        # CPU up with no effect on latency is busy, not saturated (a batch job): nothing to scale for.
         return Fault.UNKNOWN
 
     # -- Analyzer --------------------------------------------------------------------------------------------
