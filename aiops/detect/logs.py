@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from aiops.detect.logtemplates import LogTemplateMiner, new_templates, surging_templates
+from aiops.detect.logtemplates import template_evidence
 from aiops.domain.diagnosis import Evidence
 from aiops.domain.incident import Anomaly
 from aiops.domain.observations import LogLine
@@ -27,10 +27,8 @@ class LogAnomalyDetector:
         recent = [line for line in logs if split <= line.ts <= end]
         if not recent:
             return []
-        miner = LogTemplateMiner()
-        found = new_templates(baseline, recent, miner=miner)
-        found += surging_templates(baseline, recent, baseline_span=(start, split), recent_span=(split, end),
-                                   min_ratio=self.surge_ratio, min_count=self.surge_min_count, miner=miner)
+        found = template_evidence(baseline, recent, baseline_span=(start, split), recent_span=(split, end),
+                                  min_ratio=self.surge_ratio, min_count=self.surge_min_count)
         return [_anomaly(evidence) for evidence in found if evidence.workload]
 
 

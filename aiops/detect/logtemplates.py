@@ -11,6 +11,7 @@ template) and into diagnosis evidence (``new_templates``, ``surging_templates``)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import defaultdict
@@ -57,6 +58,12 @@ MASKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _has_digit(content: str) -> bool:
+    # Asked once per unguarded mask for the same line: cache the answer for the last lines seen.
+    return any(ch.isdigit() for ch in content)
+
+
 class _GuardedMask(MaskingInstruction):
     """A drain3 masking instruction that skips its regex when the line cannot contain the shape."""
 
@@ -67,7 +74,7 @@ class _GuardedMask(MaskingInstruction):
     def mask(self, content: str, mask_prefix: str, mask_suffix: str) -> str:
         if self.guard and self.guard not in content:
             return content
-        if not self.guard and not any(ch.isdigit() for ch in content):
+        if not self.guard and not _has_digit(content):
             return content  # every unguarded shape needs a digit
         return super().mask(content, mask_prefix, mask_suffix)
 
@@ -344,7 +351,10 @@ def new_templates(baseline_lines: Sequence[LogLine], recent_lines: Sequence[LogL
 
     ``data`` holds namespace, template_id, template, count, first_seen (unix s), error and an example line.
     """
-    baseline, recent = _mine(baseline_lines, recent_lines, miner=miner)
+    return _new_in(*_mine(baseline_lines, recent_lines, miner=miner), errors_only=errors_only)
+
+
+def _new_in(baseline: _Mined, recent: _Mined, errors_only: bool = True) -> list[Evidence]:
     known = {(ns, wl, eid) for (ns, wl, eid) in _tally(baseline)}
     found = []
     for (ns, wl, eid), tally in _tally(recent).items():
@@ -383,8 +393,13 @@ def surging_templates(baseline_lines: Sequence[LogLine], recent_lines: Sequence[
     ``data`` holds namespace, template_id, template, count, baseline_count, rate, baseline_rate, ratio, first_seen.
     """
     baseline, recent = _mine(baseline_lines, recent_lines, miner=miner)
+    return _surging_in(baseline, recent, _span(baseline_lines, baseline_span), _span(recent_lines, recent_span),
+                       min_ratio, min_count)
+
+
+def _surging_in(baseline: _Mined, recent: _Mined, base_s: float, recent_s: float,
+                min_ratio: float, min_count: int) -> list[Evidence]:
     before = _tally(baseline)
-    base_s, recent_s = _span(baseline_lines, baseline_span), _span(recent_lines, recent_span)
     found = []
     for key, tally in _tally(recent).items():
         old = before.get(key)
@@ -405,3 +420,14 @@ def surging_templates(baseline_lines: Sequence[LogLine], recent_lines: Sequence[
                   "first_seen": tally.first, "error": is_error_template(tally.template), "surge": True},
         ))
     return sorted(found, key=lambda e: (-e.data["ratio"], e.workload))
+
+
+def template_evidence(baseline_lines: Sequence[LogLine], recent_lines: Sequence[LogLine],
+                      baseline_span: tuple[float, float] | None = None,
+                      recent_span: tuple[float, float] | None = None,
+                      min_ratio: float = 5.0, min_count: int = 10,
+                      miner: "LogTemplateMiner | None" = None) -> list[Evidence]:
+    """``new_templates`` then ``surging_templates``, mining the lines once (what the agent runs every pass)."""
+    baseline, recent = _mine(baseline_lines, recent_lines, miner=miner)
+    return _new_in(baseline, recent) + _surging_in(baseline, recent, _span(baseline_lines, baseline_span),
+                                                   _span(recent_lines, recent_span), min_ratio, min_count)
