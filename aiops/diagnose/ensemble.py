@@ -1,6 +1,6 @@
 """The ensemble: runs the analyzers and combines their hypotheses into one ``Diagnosis``.
 
-The combination is deliberately simple (calibration comes later):
+The combination is deliberately simple:
 
 1. Guard: a hypothesis survives only if its playbook is in the allowed list, its target is in the incident's
    namespace and is a workload that was observed (or the incident target). Anything else is dropped and
@@ -11,7 +11,10 @@ The combination is deliberately simple (calibration comes later):
 3. Decide: if rules matched, they decide fault and playbook; when they name different workloads, the statistical
    ranking picks the workload (the best-ranked one among those the rules name). Without rule matches the
    strongest combined group wins.
-4. Refuse: below ``min_confidence`` the choice is ``escalate`` on the incident target, fault ``unknown``.
+4. Calibrate: the combined confidence goes through ``calibration`` (``aiops.diagnose.calibration``, fitted on the
+   scenario suite; identity when absent) so it estimates how often such a choice is right.
+5. Refuse: below ``min_confidence`` (on the calibrated value) the choice is ``escalate`` on the incident target,
+   fault ``unknown``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Sequence
 
+from aiops.diagnose.calibration import Calibration
 from aiops.diagnose.faults import ESCALATE
 from aiops.domain.diagnosis import Diagnosis, Evidence, Fault, Hypothesis
 from aiops.domain.incident import Incident
@@ -40,10 +44,11 @@ class Diagnoser:
     """Runs ``analyzers`` and combines their hypotheses (see the module docstring for how)."""
 
     def __init__(self, analyzers: Sequence[Analyzer], min_confidence: float = 0.5,
-                 weights: dict[str, float] | None = None) -> None:
+                 weights: dict[str, float] | None = None, calibration: Calibration | None = None) -> None:
         self.analyzers = list(analyzers)
         self.min_confidence = min_confidence
         self.weights = {**ANALYZER_WEIGHT, **(weights or {})}
+        self.calibration = calibration or Calibration()
 
     def diagnose(self, incident: Incident, observations: Observations,
                  playbooks: Sequence[Playbook]) -> Diagnosis:
@@ -145,7 +150,7 @@ class Diagnoser:
             return self._escalate(incident, 0.0, "no analyzer produced an allowed hypothesis")
         key = max(sorted(candidates, key=lambda k: (k[0], k[1].value)), key=lambda k: scored[k])
         per = groups[key]
-        confidence = round(scored[key], 4)
+        confidence = round(self.calibration.apply(scored[key]), 4)
         lead = per.get(RULES) or max(per.values(), key=lambda h: self.weights.get(h.source, DEFAULT_WEIGHT) * h.confidence)
         if confidence < self.min_confidence:
             return self._escalate(incident, confidence, f"best hypothesis {key[0]}/{key[1].value} has confidence "

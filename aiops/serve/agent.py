@@ -14,6 +14,7 @@ from aiops.collect.kube import KubeCollector
 from aiops.collect.observations import ObservationCollector
 from aiops.collect.prometheus import PrometheusCollector
 from aiops.correlate.incidents import IncidentTracker
+from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.glm import GlmAnalyzer
 from aiops.diagnose.ranking import StatisticalRanker
@@ -81,7 +82,9 @@ def load_knowledge(settings: Settings) -> Knowledge:
     backend = llm_from_settings(settings.glm)  # None unless glm.backend is configured
     if backend is not None:
         analyzers.append(GlmAnalyzer(backend))
-    diagnoser = Diagnoser(analyzers, min_confidence=settings.policy.min_confidence)
+    # A missing calibration file is the identity; a corrupt one is an InputError naming it.
+    calibration = Calibration.load(settings.models_dir / CALIBRATION_FILE)
+    diagnoser = Diagnoser(analyzers, min_confidence=settings.policy.min_confidence, calibration=calibration)
     return Knowledge(playbooks, engine, diagnoser)
 
 
