@@ -275,12 +275,9 @@ class GlmAnalyzer:
         ranked = sorted(zip(options, weights), key=lambda ow: (-ow[1], ow[0]))
         for option, weight in ranked[:self.top_k]:
             confidence = math.floor(weight / total * 1e4) / 1e4  # rounded down: the sum stays <= 1
-            ev = Evidence(kind="rule", workload=option.workload, summary=(
+            run.hypotheses.append(self._hypothesis(prompt, option, confidence, len(options), (
                 f"glm: {option.workload}/{option.fault.value}/{option.playbook} has probability {confidence:.2f} "
-                f"among {len(options)} allowed options"), data={"options": len(options)})
-            run.hypotheses.append(Hypothesis(
-                target=self._target(prompt.incident, prompt.namespace, option.workload), fault=option.fault,
-                playbook=option.playbook, confidence=confidence, source=self.name, evidence=(ev,)))
+                f"among {len(options)} allowed options")))
 
     # -- chat endpoint: ask for JSON, validate strictly --------------------------------------------------------
     def _ask(self, run: GlmRun, prompt: EvidencePrompt, options: list[Option]) -> None:
@@ -290,12 +287,17 @@ class GlmAnalyzer:
             run.dropped.append({"reply": reply[:200], "reason": reason})
             return
         option, confidence = answer
-        ev = Evidence(kind="rule", workload=option.workload, summary=(
+        run.hypotheses.append(self._hypothesis(prompt, option, confidence, len(options), (
             f"glm: the model chose {option.workload}/{option.fault.value}/{option.playbook} "
-            f"(stated confidence {confidence:.2f})"), data={"options": len(options)})
-        run.hypotheses.append(Hypothesis(
-            target=self._target(prompt.incident, prompt.namespace, option.workload), fault=option.fault,
-            playbook=option.playbook, confidence=confidence, source=self.name, evidence=(ev,)))
+            f"(stated confidence {confidence:.2f})")))
+
+    def _hypothesis(self, prompt: EvidencePrompt, option: Option, confidence: float, n_options: int,
+                    summary: str) -> Hypothesis:
+        """A hypothesis built only from a validated option: no model text reaches it but the summary."""
+        ev = Evidence(kind="rule", workload=option.workload, summary=summary, data={"options": n_options})
+        return Hypothesis(target=self._target(prompt.incident, prompt.namespace, option.workload),
+                          fault=option.fault, playbook=option.playbook, confidence=confidence, source=self.name,
+                          evidence=(ev,))
 
 
 def validate_answer(reply: str, namespace: str,
