@@ -146,3 +146,45 @@ def validate(args: argparse.Namespace) -> int:
         print(problem)
     print(f"{checked} file(s) checked, {len(problems)} problem(s)")
     return EXIT_PROBLEM if problems else EXIT_OK
+
+
+def _journal(settings: Settings):
+    """The agent's journal, for reading or approving; never created here (a typo'd config must not make one)."""
+    from aiops.remediate.sqlite_journal import SqliteJournal
+    from aiops.serve.agent import journal_path
+
+    path = journal_path(settings)
+    if not path.exists():
+        raise InputError(str(path), "no execution journal here: has the agent run with this config (state_dir)?")
+    return SqliteJournal(path)
+
+
+def history(args: argparse.Namespace) -> int:
+    from aiops.serve.plans_api import summary
+
+    journal = _journal(load_settings(args.config))
+    if args.plan:
+        records = journal.history(args.plan)
+        if not records:
+            raise InputError(args.plan, "no such plan in the journal")
+        lines = [f"{_when(r['ts'])}  {r['state']:<17} {r['note']}" for r in records]
+        emit(records, args.format, "\n".join(lines))
+        return EXIT_OK
+    rows = [summary(r) for r in journal.latest()][-args.limit:]
+    text = "\n".join(f"{_when(r['ts'])}  {r['plan']}  {r['state']:<17} {r['mode'] or '':<7} {r['playbook'] or '':<18}"
+                     f" {r['target'] or ''}" for r in rows) or "no executions yet"
+    emit(rows, args.format, text)
+    return EXIT_OK
+
+
+def approve(args: argparse.Namespace) -> int:
+    from aiops.remediate.runner import approve as approve_plan
+
+    journal = _journal(load_settings(args.config))
+    record = approve_plan(journal, args.plan, args.approver, time.time())
+    print(f"approved {args.plan} (by {record['data'].get('approved_by')}); the agent acts on it at its next poll")
+    return EXIT_OK
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))

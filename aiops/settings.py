@@ -75,10 +75,28 @@ class KubernetesSettings(_Section):
         return self
 
 
+class AlertmanagerSettings(_Section):
+    """Where to silence the alerts of an incident while its remediation runs (off when ``url`` is unset)."""
+
+    url: str | None = None
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    # A silence also ends by itself after this long, so a crashed agent never mutes an alert for long.
+    silence_max_seconds: float = Field(default=1800.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
 class LoopSettings(_Section):
     """The scheduled collect/detect loop."""
 
     interval_seconds: float = Field(default=60.0, gt=0)
+    # How often approved plans are picked up (an approval through the HTTP API is acted on at once).
+    approval_poll_seconds: float = Field(default=10.0, gt=0)
     baseline_seconds: float = Field(default=3600.0, gt=0)
     recent_seconds: float = Field(default=600.0, gt=0)
     step_seconds: float = Field(default=15.0, gt=0)
@@ -90,6 +108,20 @@ class PolicySettings(_Section):
     cooldown_seconds: float = Field(default=900.0, ge=0)
     min_confidence: float = Field(default=0.5, ge=0, le=1)
     max_replicas: int = Field(default=20, ge=1)
+    # Never scale a workload below this many replicas (the floor; max_replicas is the ceiling).
+    min_replicas: int = Field(default=1, ge=0)
+    # Only workloads carrying all these labels are in scope (empty: every workload of the allowed namespaces).
+    label_selector: dict[str, str] = Field(default_factory=dict)
+    # Global limits: action starts per hour, executions at once, and the share of a namespace's workloads
+    # acted on per hour (at least one workload is always allowed).
+    max_actions_per_hour: int = Field(default=20, ge=0)
+    max_concurrent: int = Field(default=3, ge=1)
+    blast_radius_percent: float = Field(default=25.0, gt=0, le=100)
+    # The kill switch: true stops all acting. The annotation aiops.io/kill-switch: "true" on a namespace or a
+    # workload does the same for what it is on, without touching the agent's config.
+    kill_switch: bool = False
+    # A second playbook tried once when the first left the fault in place (fault -> playbook name).
+    second_playbook: dict[str, str] = Field(default_factory=dict)
 
 
 class GlmSettings(_Section):
@@ -128,6 +160,7 @@ class Settings(_Section):
     mode: Mode = Mode.DRY_RUN
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)

@@ -15,6 +15,7 @@ import yaml
 
 from aiops.cli import main
 from aiops.clients.kube import KubeClient
+from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.serve.agent import Agent, build_parts
 from aiops.settings import STOCK_ROOT, load_settings
 from aiops.sim.faults import MiB, MemoryLeak
@@ -41,7 +42,7 @@ def sim():
     runtime.stop()
 
 
-def _write_config(tmp_path, sim, prometheus_url, port):
+def _write_config(tmp_path, sim, prometheus_url, port, alertmanager_url=None):
     # A copy of the stock playbooks with a short verify window, so the test does not wait two minutes.
     playbooks = tmp_path / "playbooks"
     shutil.copytree(STOCK_ROOT / "playbooks", playbooks)
@@ -53,6 +54,7 @@ def _write_config(tmp_path, sim, prometheus_url, port):
         "mode": "act",
         "webhook": {"listen": f"127.0.0.1:{port}", "token_file": "token"},
         "prometheus": {"url": prometheus_url},
+        "alertmanager": {"url": alertmanager_url},
         "kubernetes": {"host": sim.kube_url, "namespaces": ["shop"]},
         "loop": {"interval_seconds": 3600, "baseline_seconds": 40, "recent_seconds": 15, "step_seconds": 1},
         "playbooks_dir": "playbooks",
@@ -85,7 +87,7 @@ def test_real_alert_drives_a_real_remediation(tmp_path, sim, capsys):
                                   webhook_url=f"http://127.0.0.1:{port}/webhook/alertmanager", webhook_token=TOKEN)
     agent = None
     try:
-        config = _write_config(tmp_path, sim, stack.prometheus_url, port)
+        config = _write_config(tmp_path, sim, stack.prometheus_url, port, stack.alertmanager_url)
         settings = load_settings(config)
         agent = Agent(build_parts(settings)).start()
         # Let Prometheus collect a baseline before the fault.
@@ -108,8 +110,23 @@ def test_real_alert_drives_a_real_remediation(tmp_path, sim, capsys):
         assert after["metadata"]["generation"] > before["metadata"]["generation"]
         # The injected instruction in the alert annotation changed nothing else.
         assert kube.get_scale("shop", "payments")["spec"]["replicas"] == 2
-        journal = (tmp_path / "state" / "journal.jsonl").read_text().splitlines()
-        assert any(json.loads(line)["state"] == "executing" for line in journal)
+        journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3")
+        assert "executing" in [r["state"] for r in journal.history(plan.id)]
+        # The audit trail, as the operator sees it: `aiops history` and Events on the Deployment.
+        assert main(["history", "--config", str(config), "--format", "json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert plan.id in [row["plan"] for row in listed]
+        assert any(e["reason"] == "AiopsPlan" and plan.id in e["message"] for e in kube.list_events("shop"))
+        # The alert was silenced in the real Alertmanager while the plan ran, and the silence ended with it.
+        wait_until(lambda: result.execution.state.final, 60, "the plan to finish")
+        ours = [s for s in requests.get(f"{stack.alertmanager_url}/api/v2/silences", timeout=5).json()
+                if plan.id in s["comment"]]
+        assert ours and {m["name"]: m["value"] for m in ours[0]["matchers"]}["alertname"] == "ContainerMemoryNearLimit"
+        pod = next(m for m in ours[0]["matchers"] if m["name"] == "pod")
+        assert pod["isRegex"] and pod["value"] == "cart-.+"
+        wait_until(lambda: all(s["status"]["state"] == "expired" for s in requests.get(
+            f"{stack.alertmanager_url}/api/v2/silences", timeout=5).json() if plan.id in s["comment"]),
+            30, "the silence to be expired")
 
         # The same Prometheus through the CLI: a live diagnosis of the namespace, as JSON.
         code = main(["diagnose", "--prometheus", stack.prometheus_url, "--namespace", "shop", "--since", "2m",

@@ -36,6 +36,12 @@ class NoHistory:
     def acted(self, target, playbook):
         return None
 
+    def acted_since(self, since):
+        return []
+
+    def in_flight(self):
+        return []
+
 
 def test_plan_carries_the_idempotency_key_and_policy_mode():
     result = plan(diagnosis(), PLAYBOOKS, ACT, NoHistory(), NOW)
@@ -79,7 +85,7 @@ def test_low_confidence_blocks_acting_playbooks_but_not_escalate():
 def test_cooldown_uses_the_journal_history():
     journal = MemoryJournal()
     journal.record("p-old", "executing", "", {"ts": NOW - 100, "playbook": "restart-workload",
-                                              "target": CART.as_dict()})
+                                              "target": CART.as_dict(), "trigger": "start"})
     blocked = plan(diagnosis(), PLAYBOOKS, ACT, journal, NOW)
     assert isinstance(blocked, Blocked) and blocked.reason == "cooldown"
     assert isinstance(plan(diagnosis(), PLAYBOOKS, ACT, journal, NOW + 600), ActionPlan)

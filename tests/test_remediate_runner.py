@@ -9,7 +9,7 @@ import pytest
 from transitions import MachineError
 
 from aiops.clients.kube import KubeClient
-from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
+from aiops.domain.plans import ActionPlan, Change, ExecutionState, Mode, plan_id
 from aiops.domain.playbook import VerifySpec
 from aiops.domain.target import Target
 from aiops.remediate.journal import JsonlJournal, MemoryJournal
@@ -186,6 +186,8 @@ def test_journal_records_executing_before_the_side_effect(sim, tmp_path):
             return False
 
         def apply(self, plan, dry_run):
+            if dry_run:  # the runner first describes the change it is about to make
+                return Change(plan.target, "would scale", before={"replicas": 2}, after={"replicas": 4})
             # What a crash right now would leave behind on disk.
             seen.append([json.loads(line)["state"] for line in path.read_text().splitlines()])
             raise RuntimeError("apiserver went away")
@@ -250,7 +252,8 @@ def test_a_journal_that_cannot_write_stops_the_transition():
 def test_jsonl_journal_survives_reopen_and_a_torn_last_line(tmp_path):
     path = tmp_path / "j.jsonl"
     journal = JsonlJournal(path)
-    journal.record("p-1", "executing", "go", {"ts": 10.0, "playbook": "scale-up", "target": TARGET.as_dict()})
+    journal.record("p-1", "executing", "go", {"ts": 10.0, "playbook": "scale-up", "target": TARGET.as_dict(),
+                                              "trigger": "start"})
     journal.record("p-2", "skipped", "dry-run", {"ts": 11.0})
     journal.record("p-1", "succeeded", "ok", {"ts": 12.0})
     with open(path, "a") as fh:

@@ -152,6 +152,39 @@ class KubeClient:
     def create_event(self, namespace: str, event: dict) -> dict:
         return self._call(self._core.create_namespaced_event, namespace, event)
 
+    # --- namespaces, disruption budgets ---
+    def get_namespace(self, name: str) -> dict:
+        return self._call(self._core.read_namespace, name)
+
+    def list_pdbs(self, namespace: str) -> list[dict]:
+        """PodDisruptionBudgets: policy/v1 (Kubernetes >= 1.21), else policy/v1beta1 (older servers)."""
+        for version in ("v1", "v1beta1"):
+            try:
+                return self._get(f"/apis/policy/{version}/namespaces/{{namespace}}/poddisruptionbudgets",
+                                 {"namespace": namespace})["items"]
+            except KubeError as exc:
+                if not exc.not_found or version == "v1beta1":
+                    raise
+        raise AssertionError("unreachable")
+
+    def _get(self, path: str, path_params: dict[str, str]) -> dict:
+        """A GET the generated API classes do not offer (e.g. an API version this client no longer ships)."""
+        return self.request("GET", path, path_params)
+
+    def request(self, method: str, path: str, path_params: dict[str, str], body: dict | None = None) -> dict:
+        """One raw JSON request through the configured client (auth, TLS), errors as ``KubeError``."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            params = self._api.param_serialize(method, path, path_params=path_params, header_params=headers,
+                                               body=body, auth_settings=["BearerToken"])
+            response = self._api.call_api(*params)
+            response.read()
+            return self._api.response_deserialize(response, {"200": "object", "201": "object"}).data
+        except ApiException as exc:
+            raise _wrap(exc) from None
+
     # --- services ---
     def get_service(self, namespace: str, name: str) -> dict:
         return self._call(self._core.read_namespaced_service, name, namespace)

@@ -58,6 +58,14 @@ class ActionPlan:
                 "target": self.target.as_dict(), "params": self.params, "mode": self.mode.value,
                 "reason": self.reason}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ActionPlan":
+        """The inverse of ``as_dict``: how a restarted agent gets a journaled plan back."""
+        return cls(id=str(data["id"]), incident_id=str(data["incident"]), playbook=str(data["playbook"]),
+                   action=str(data["action"]), target=Target.from_dict(data["target"]),
+                   params=dict(data.get("params") or {}), mode=Mode(data["mode"]),
+                   reason=str(data.get("reason", "")))
+
 
 @dataclass(frozen=True, slots=True)
 class Blocked:

@@ -23,3 +23,8 @@ class Target:
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Target":
+        """The inverse of ``as_dict`` (journal records, HTTP bodies)."""
+        return cls(str(data["kind"]), str(data["namespace"]), str(data["name"]))

@@ -22,9 +22,67 @@ from aiops.domain.target import Target
 
 # The states that mean a playbook really acted (or began to): what a cooldown counts.
 ACTING_STATES = frozenset({"executing"})
+# A plan whose latest record is in one of these is still running (what the concurrency guard counts).
+IN_FLIGHT_STATES = frozenset({"executing", "verifying"})
+# ... and these (plus a rolled_back whose undo is not recorded as done) are what a restarted agent resumes.
+UNFINISHED_STATES = IN_FLIGHT_STATES | {"pending", "awaiting_approval"}
+# ``data`` flags of facts recorded inside a state (``PlanExecution.record_fact``).
+UNDONE_FLAG = "undone"
+APPROVED_FLAG = "approved_by"
 
 
-class MemoryJournal:
+def is_start(record: dict[str, Any]) -> bool:
+    """True for the record of a plan starting to act (a transition into an acting state, not a fact noted there,
+    which has no ``trigger``)."""
+    return record["state"] in ACTING_STATES and bool(record["data"].get("trigger"))
+
+
+class JournalReads:
+    """The questions the planner and the resume path ask of a journal, answered from ``latest()``/``records()``.
+
+    Subclasses provide ``records()`` and ``latest()``; a store with an index (SQLite) overrides what it can answer
+    faster.
+    """
+
+    def records(self) -> list[dict[str, Any]]:  # pragma: no cover - provided by subclasses
+        raise NotImplementedError
+
+    def latest(self) -> list[dict[str, Any]]:  # pragma: no cover - provided by subclasses
+        raise NotImplementedError
+
+    def history(self, plan_id: str) -> list[dict[str, Any]]:
+        """The transitions of one plan, oldest first."""
+        return [r for r in self.records() if r["plan_id"] == plan_id]
+
+    def acted(self, target: Target, playbook: str) -> float | None:
+        """When ``playbook`` last started acting on ``target`` (unix s), or ``None``."""
+        want = target.as_dict()
+        times = [r["ts"] for r in self.records() if is_start(r)
+                 and r["data"].get("playbook") == playbook and r["data"].get("target") == want]
+        return max(times) if times else None
+
+    def acted_since(self, since: float) -> list[dict[str, Any]]:
+        """Every start of an action at or after ``since``: what the rate limit and the blast radius count."""
+        return [r for r in self.records() if is_start(r) and r["ts"] >= since]
+
+    def in_flight(self) -> list[str]:
+        """Plans acting or verifying right now (by their latest record)."""
+        return [r["plan_id"] for r in self.latest() if r["state"] in IN_FLIGHT_STATES]
+
+    def unfinished(self) -> list[str]:
+        """Plans a restarted agent must pick up: not in a final state, or rolled back with the undo not done."""
+        return [r["plan_id"] for r in self.latest() if r["state"] in UNFINISHED_STATES
+                or (r["state"] == "rolled_back" and not r["data"].get(UNDONE_FLAG))]
+
+    def plan_of(self, plan_id: str) -> dict[str, Any] | None:
+        """The plan as first journaled (``ActionPlan.as_dict()``), or ``None`` for an unknown id."""
+        for r in self.history(plan_id):
+            if isinstance(r["data"].get("plan"), dict):
+                return r["data"]["plan"]
+        return None
+
+
+class MemoryJournal(JournalReads):
     """An in-memory ``ExecutionStore``."""
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -51,23 +109,12 @@ class MemoryJournal:
         with self._lock:
             return list(self._records)
 
-    def history(self, plan_id: str) -> list[dict[str, Any]]:
-        """The transitions of one plan, oldest first."""
-        return [r for r in self.records() if r["plan_id"] == plan_id]
-
     def latest(self) -> list[dict[str, Any]]:
         """The last record of each plan, in the order plans first appeared."""
         last: dict[str, dict[str, Any]] = {}
         for r in self.records():
             last[r["plan_id"]] = r
         return list(last.values())
-
-    def acted(self, target: Target, playbook: str) -> float | None:
-        """When ``playbook`` last started acting on ``target`` (unix s), or ``None``."""
-        want = target.as_dict()
-        times = [r["ts"] for r in self.records() if r["state"] in ACTING_STATES
-                 and r["data"].get("playbook") == playbook and r["data"].get("target") == want]
-        return max(times) if times else None
 
 
 class JsonlJournal(MemoryJournal):

@@ -9,14 +9,21 @@ journal already says what was being attempted.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, Callable, Sequence
 
 from transitions import EventData, Machine
 
 from aiops.domain.plans import ActionPlan, Execution, ExecutionState
 from aiops.domain.protocols import Clock, ExecutionStore
 
+log = logging.getLogger(__name__)
+
 STATES = [s.value for s in ExecutionState]
+
+# Called after every transition with (execution, new state, note, data): audit Events, Alertmanager silences.
+# An observer that fails is logged and ignored: the journal, not the observers, is the record of truth.
+TransitionObserver = Callable[["PlanExecution", str, str, dict], None]
 
 # trigger, source(s), dest. ``worse`` goes to rolled_back only when the caller says it will undo.
 TRANSITIONS: list[dict[str, Any]] = [
@@ -38,13 +45,20 @@ class PlanExecution:
     """The model a per-plan ``Machine`` drives; ``execution`` is the domain record it keeps up to date."""
 
     def __init__(self, plan: ActionPlan, store: ExecutionStore, clock: Clock,
-                 initial: ExecutionState = ExecutionState.PENDING) -> None:
+                 initial: ExecutionState = ExecutionState.PENDING,
+                 observers: Sequence[TransitionObserver] = ()) -> None:
         self.execution = Execution(plan=plan, state=initial)
         self._store = store
         self._clock = clock
+        self._observers = tuple(observers)
         self.machine = Machine(model=self, states=STATES, transitions=TRANSITIONS, initial=initial.value,
                                send_event=True, auto_transitions=False, before_state_change="_journal",
                                after_state_change="_sync")
+
+    @property
+    def store(self) -> ExecutionStore:
+        """The journal this execution writes to."""
+        return self._store
 
     @property
     def current(self) -> ExecutionState:
@@ -69,6 +83,13 @@ class PlanExecution:
 
     def _sync(self, event: EventData) -> None:
         self.execution.state = ExecutionState(self.state)
+        note = str(event.kwargs.get("note", ""))
+        data = dict(event.kwargs.get("data") or {})
+        for observer in self._observers:
+            try:
+                observer(self, self.state, note, data)
+            except Exception:  # noqa: BLE001 - see TransitionObserver
+                log.exception("transition observer failed", extra={"plan": self.execution.plan.id})
 
     def record_fact(self, note: str, data: dict[str, Any] | None = None) -> None:
         """Journal a fact inside the current state (e.g. the undo's result) without a transition."""

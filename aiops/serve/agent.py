@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from aiops.clients.alertmanager import AlertmanagerClient
 from aiops.clients.kube import KubeClient, api_client_from_settings
 from aiops.clients.llm import llm_from_settings
 from aiops.clients.prometheus import PrometheusClient
@@ -23,13 +25,19 @@ from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident
 from aiops.domain.observations import Topology
 from aiops.domain.protocols import Clock
-from aiops.remediate.journal import JsonlJournal, MemoryJournal
-from aiops.remediate.planner import PlanPolicy
+from aiops.domain.plans import ActionPlan
+from aiops.remediate.audit import TransitionEvents
+from aiops.remediate.facts import ClusterFacts
+from aiops.remediate.journal import MemoryJournal
+from aiops.remediate.planner import PlanPolicy, check_guards
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
+from aiops.remediate.silences import PlanSilencer
+from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.remediate.verify import Verifier
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
+from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
 from aiops.serve.scheduler import LoopScheduler
@@ -57,7 +65,7 @@ class Parts:
     kube: KubeClient
     prometheus: PrometheusClient | None
     pipeline: IncidentPipeline
-    journal: MemoryJournal
+    journal: MemoryJournal | SqliteJournal
     metrics: AgentMetrics
 
 
@@ -90,7 +98,7 @@ def load_knowledge(settings: Settings) -> Knowledge:
 
 def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheus: PrometheusClient | None = None,
                 clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
-                topology: Topology | None = None, journal: MemoryJournal | None = None) -> Parts:
+                topology: Topology | None = None, journal: MemoryJournal | SqliteJournal | None = None) -> Parts:
     """Load the knowledge and wire the pipeline (clients default to the ones the settings describe)."""
     clock = clock or WallClock()
     knowledge = load_knowledge(settings)
@@ -103,14 +111,32 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     collector = ObservationCollector(metrics_collector, KubeCollector(kube), topology)
     if journal is None:
         # Dry-run decisions are journaled too: the audit trail shows what would have been done.
-        journal = JsonlJournal(settings.state_dir / "journal.jsonl", clock)
+        journal = SqliteJournal(journal_path(settings), clock)
     probe_source = metrics_collector or collector
     verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
-    runner = PlaybookRunner(kube, journal, verifier, playbooks, clock)
+    observers: list = [TransitionEvents(kube, clock)]
+    if settings.alertmanager.url:
+        observers.append(PlanSilencer(AlertmanagerClient(settings.alertmanager.url,
+                                                         settings.alertmanager.timeout_seconds),
+                                      clock, settings.alertmanager.silence_max_seconds))
+    policy = PlanPolicy.from_settings(settings)
+    facts = ClusterFacts(kube)
+
+    def gate(plan: ActionPlan) -> str | None:
+        # An approved plan passes the guards again: the kill switch may have been turned on while it waited.
+        refusal = check_guards(plan, policy, journal, clock.now(), facts.read(plan.target))
+        return f"{refusal.reason}: {refusal.detail}" if refusal else None
+
+    runner = PlaybookRunner(kube, journal, verifier, playbooks, clock, observers=observers, gate=gate)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
-                                policy=PlanPolicy.from_settings(settings), runner=runner, history=journal,
-                                clock=clock, window=settings.loop)
+                                policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
+                                facts=facts, second_playbook=settings.policy.second_playbook)
     return Parts(settings, clock, kube, prometheus, pipeline, journal, AgentMetrics())
+
+
+def journal_path(settings: Settings):
+    """Where the agent keeps its execution journal (``aiops history`` and ``aiops approve`` read it too)."""
+    return settings.state_dir / "journal.sqlite3"
 
 
 class Agent:
@@ -134,8 +160,14 @@ class Agent:
             if not token:
                 raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes)
+        if isinstance(parts.journal, SqliteJournal):
+            add_plan_routes(app, parts.journal, token, parts.clock, self._approved)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
+        # Plans approved through the CLI (which writes the journal directly) are picked up by this poll.
+        self.approvals = LoopScheduler(self.resume_approved, settings.loop.approval_poll_seconds,
+                                       run_immediately=False)
+        self._resumer: threading.Thread | None = None
 
     def handle(self, incident: Incident) -> PipelineResult:
         """The worker's job: one incident through the pipeline, counted in the agent's metrics."""
@@ -159,8 +191,29 @@ class Agent:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
 
+    def resume_unfinished(self) -> list:
+        """Finish what a previous run of the agent left half-done (journaled, not yet final)."""
+        done = self.parts.pipeline.runner.resume_unfinished()
+        for exe in done:
+            self.metrics.plans.labels(state=exe.state.value).inc()
+        return done
+
+    def resume_approved(self) -> list:
+        """Act on plans whose approval came in."""
+        done = self.parts.pipeline.runner.resume_approved()
+        for exe in done:
+            self.metrics.plans.labels(state=exe.state.value).inc()
+        return done
+
+    def _approved(self, plan_id: str) -> None:
+        # Act at once, off the HTTP handler's thread (acting includes the verify window).
+        threading.Thread(target=self.resume_approved, name="aiops-approved", daemon=True).start()
+
     def start(self) -> "Agent":
         self.worker.start()
+        self._resumer = threading.Thread(target=self.resume_unfinished, name="aiops-resume", daemon=True)
+        self._resumer.start()
+        self.approvals.start()
         self.server.start()
         if self.parts.settings.kubernetes.namespaces:
             self.scheduler.start()
@@ -170,6 +223,7 @@ class Agent:
         return self
 
     def stop(self) -> None:
+        self.approvals.shutdown()
         self.scheduler.shutdown()
         self.server.stop()
         self.worker.stop()

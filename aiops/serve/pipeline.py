@@ -19,8 +19,10 @@ from aiops.domain.observations import Observations
 from aiops.domain.plans import ActionPlan, Blocked, Execution
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Clock, Collector
-from aiops.remediate.planner import ActionHistory, PlanPolicy, plan
+from aiops.remediate.facts import ClusterFacts
+from aiops.remediate.planner import APPROVAL_REQUIRED, FACTS_UNAVAILABLE, ActionHistory, PlanPolicy, plan
 from aiops.remediate.runner import PlaybookRunner
+from aiops.remediate.silences import silence_matchers
 from aiops.serve.probe import baseline_levels, latest_levels
 from aiops.settings import LoopSettings
 
@@ -37,6 +39,8 @@ class PipelineResult:
     decision: ActionPlan | Blocked
     execution: Execution | None = None
     before: dict[str, float] = field(default_factory=dict)
+    # When a second playbook was tried, the first attempt's result.
+    first: "PipelineResult | None" = None
 
     @property
     def plan(self) -> ActionPlan | None:
@@ -52,7 +56,8 @@ class PipelineResult:
         else:
             decision = {"plan": self.decision.as_dict()}
         return {"incident": self.incident.as_dict(), "decision": decision, "before": self.before,
-                "execution": self.execution.as_dict() if self.execution else None}
+                "execution": self.execution.as_dict() if self.execution else None,
+                "first": self.first.as_dict() if self.first else None}
 
 
 def detect_window(observations: Observations, split: float,
@@ -71,8 +76,11 @@ class IncidentPipeline:
 
     def __init__(self, *, collector: Collector, diagnoser: Diagnoser, playbooks: Mapping[str, Playbook],
                  policy: PlanPolicy, runner: PlaybookRunner, history: ActionHistory, clock: Clock,
-                 window: LoopSettings, detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector) -> None:
+                 window: LoopSettings, detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector,
+                 facts: ClusterFacts | None = None, second_playbook: Mapping[str, str] | None = None) -> None:
         self.collector = collector
+        self.facts = facts
+        self.second_playbook = dict(second_playbook or {})
         self.diagnoser = diagnoser
         self.playbooks = playbooks
         self.policy = policy
@@ -100,14 +108,36 @@ class IncidentPipeline:
         return self.diagnoser.diagnose(incident, observations, list(self.playbooks.values()))
 
     def decide(self, diagnosis: Diagnosis) -> ActionPlan | Blocked:
-        return plan(diagnosis, self.playbooks, self.policy, self.history, self.clock.now())
+        """Plan, with the cluster's facts about the target when it is in scope (never read out of scope). When
+        they cannot be read, nothing acts: ``facts_unavailable``."""
+        now = self.clock.now()
+        target = diagnosis.chosen.target
+        playbook = self.playbooks.get(diagnosis.chosen.playbook)
+        if (self.facts is None or playbook is None or not playbook.acts or target.kind != "Deployment"
+                or not self.policy.in_scope(target.namespace)):
+            return plan(diagnosis, self.playbooks, self.policy, self.history, now)
+        try:
+            facts = self.facts.read(target)
+        except Exception as exc:  # noqa: BLE001 - any failure to read means the guards cannot be judged
+            decision = plan(diagnosis, self.playbooks, self.policy, self.history, now)
+            if isinstance(decision, Blocked) and decision.reason != APPROVAL_REQUIRED:
+                return decision
+            candidate = decision if isinstance(decision, ActionPlan) else decision.plan
+            return Blocked(FACTS_UNAVAILABLE, f"cannot read {target} to check the guards: {exc}", candidate)
+        return plan(diagnosis, self.playbooks, self.policy, self.history, now, facts)
 
-    def execute(self, decision: ActionPlan, observations: Observations) -> tuple[Execution, dict[str, float]]:
-        playbook = self.playbooks[decision.playbook]
-        signals = playbook.verify.signals
+    def levels(self, decision: ActionPlan, observations: Observations) -> tuple[dict[str, float], dict[str, float]]:
+        """The verify signals' levels that triggered the plan, and their baseline."""
+        signals = self.playbooks[decision.playbook].verify.signals
         before = latest_levels(observations, decision.target.name, signals)
         baseline = baseline_levels(observations, decision.target.name, signals, self.split(observations))
-        return self.runner.run(decision, before, baseline), before
+        return before, baseline
+
+    def execute(self, decision: ActionPlan, observations: Observations,
+                incident: Incident | None = None) -> tuple[Execution, dict[str, float]]:
+        before, baseline = self.levels(decision, observations)
+        silence = silence_matchers(incident.alerts, decision.target.name) if incident is not None else []
+        return self.runner.run(decision, before, baseline, silence), before
 
     # --- the whole pass ---
     def handle(self, incident: Incident, observations: Observations | None = None) -> PipelineResult:
@@ -121,11 +151,39 @@ class IncidentPipeline:
         result = PipelineResult(incident, observations, diagnosis, decision)
         extra = {"incident": incident.id}
         if isinstance(decision, Blocked):
-            log.info("plan blocked: %s (%s)", decision.reason, decision.detail, extra=extra)
+            log.info("plan blocked: %s (%s)", decision.reason, decision.detail,
+                     extra={**extra, "reason": decision.reason, "plan": decision.plan.id if decision.plan else None})
+            if decision.reason == APPROVAL_REQUIRED and decision.plan is not None:
+                result.before, baseline = self.levels(decision.plan, observations)
+                result.execution = self.runner.hold_for_approval(decision.plan, result.before, baseline,
+                                                                 decision.detail)
+            elif decision.plan is not None:
+                self.runner.record_blocked(decision)
             return result
         extra["plan"] = decision.id
         log.info("executing %s on %s (mode %s)", decision.playbook, decision.target, decision.mode.value,
                  extra=extra)
-        result.execution, result.before = self.execute(decision, observations)
+        result.execution, result.before = self.execute(decision, observations, incident)
         log.info("execution ended %s", result.execution.state.value, extra=extra)
-        return result
+        return self._maybe_second(result)
+
+    def _maybe_second(self, result: PipelineResult) -> PipelineResult:
+        """When the first playbook left the fault in place (unchanged, or undone because it made things worse),
+        try the playbook configured for that fault, once; the first result is kept in ``result.first``."""
+        exe, chosen = result.execution, result.diagnosis.chosen
+        second = self.second_playbook.get(chosen.fault.value)
+        left_in_place = exe is not None and (exe.state.value == "rolled_back" or (
+            exe.state.value == "failed" and exe.verification.get("outcome") == "unchanged"))
+        if not left_in_place or not second or second == chosen.playbook:
+            return result
+        diagnosis = replace(result.diagnosis, chosen=replace(chosen, playbook=second, params={},
+                                                             source=f"{chosen.source}+second_playbook"))
+        log.info("trying the second playbook %s for %s", second, chosen.fault.value,
+                 extra={"incident": result.incident.id})
+        again = PipelineResult(result.incident, result.observations, diagnosis, self.decide(diagnosis))
+        again.first = result
+        if isinstance(again.decision, ActionPlan):
+            again.execution, again.before = self.execute(again.decision, result.observations, result.incident)
+        elif again.decision.plan is not None:
+            self.runner.record_blocked(again.decision)
+        return again

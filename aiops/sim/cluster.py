@@ -18,7 +18,7 @@ from aiops.sim.apierrors import RESOURCE, ApiError, apply_patch, check_version, 
 from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
-KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event")
+KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget")
 # Deployment annotations the real controller does not copy onto the new ReplicaSet (it copies all others).
 _NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ob.REVISION_ANNOTATION,
                "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
@@ -75,7 +75,31 @@ class SimCluster:
             found = [o for (ns, _), o in pairs
                      if (namespace is None or kind == "Namespace" or ns == namespace)
                      and selector_matches(requirements, o["metadata"].get("labels"))]
+            if kind == "PodDisruptionBudget":
+                for pdb in found:
+                    self._pdb_status(pdb)
             return copy.deepcopy(found)
+
+    def _pdb_status(self, pdb: dict) -> None:
+        """What the disruption controller writes: how many matching pods may be taken down now."""
+        spec, ns = pdb.get("spec") or {}, pdb["metadata"]["namespace"]
+        match = (spec.get("selector") or {}).get("matchLabels") or {}
+        pods = [p for (n, _), p in self._objects["Pod"].items() if n == ns and match
+                and all((p["metadata"].get("labels") or {}).get(k) == v for k, v in match.items())]
+        now = self.clock.now()
+        healthy, expected = sum(self._is_ready(p, now) for p in pods), len(pods)
+
+        def count(value) -> int:
+            text = str(value)
+            return -(-expected * int(text[:-1]) // 100) if text.endswith("%") else int(text)
+
+        if "minAvailable" in spec:
+            desired = count(spec["minAvailable"])
+        else:
+            desired = expected - count(spec.get("maxUnavailable", 0))
+        pdb["status"] = {"observedGeneration": pdb["metadata"].get("generation", 1), "currentHealthy": healthy,
+                         "desiredHealthy": desired, "expectedPods": expected,
+                         "disruptionsAllowed": max(0, healthy - desired)}
 
     def create(self, kind: str, namespace: str, obj: dict) -> dict:
         """Create an object the way POST does (used for Events and Namespaces)."""

@@ -22,10 +22,13 @@ PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",
                        "application/json-patch+json": "json"}
 CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace"}
 APPS = {"deployments": "Deployment", "replicasets": "ReplicaSet"}
+POLICY = {"poddisruptionbudgets": "PodDisruptionBudget"}
 _CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?$")
 _APPS_NS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<res>deployments|replicasets)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>scale))?)?$")
+# Kubernetes 1.20 serves PodDisruptionBudgets only as policy/v1beta1, and so does the simulator.
+_POLICY_NS = re.compile(r"^/apis/policy/v1beta1/namespaces/(?P<ns>[^/]+)/poddisruptionbudgets(?:/(?P<name>[^/]+))?$")
 _NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
 _ALL_NS = re.compile(r"^/(?:api/v1|apis/apps/v1)/(?P<res>pods|events|services|deployments|replicasets)$")
 
@@ -58,13 +61,16 @@ class KubeApiServer(BackgroundHttpServer):
 
     def _route(self, method, path, query, headers, body):
         static = {"/version": VERSION, "/api": _api_versions(self.url), "/apis": _API_GROUPS,
-                  "/api/v1": _resource_list("v1", CORE), "/apis/apps/v1": _resource_list("apps/v1", APPS)}
+                  "/api/v1": _resource_list("v1", CORE), "/apis/apps/v1": _resource_list("apps/v1", APPS),
+                  "/apis/policy/v1beta1": _resource_list("policy/v1beta1", POLICY)}
         if path in static and method == "GET":
             return _json(200, static[path])
         if m := _CORE_NS.match(path):
             return self._resource(method, CORE[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
         if m := _APPS_NS.match(path):
             return self._resource(method, APPS[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
+        if m := _POLICY_NS.match(path):
+            return self._resource(method, "PodDisruptionBudget", m["ns"], m["name"], None, query, headers, body)
         if m := _NAMESPACES.match(path):
             return self._resource(method, "Namespace", "", m["name"], None, query, headers, body)
         if (m := _ALL_NS.match(path)) and method == "GET":
@@ -85,7 +91,7 @@ class KubeApiServer(BackgroundHttpServer):
         if name is None:
             if method == "GET":
                 return _json(200, self._list(kind, ns, query))
-            if method == "POST" and kind in ("Event", "Namespace"):
+            if method == "POST" and kind in ("Event", "Namespace", "PodDisruptionBudget"):
                 return _json(201, self.cluster.create(kind, ns, _parse_json(body)))
             return _method_not_allowed()
         if method == "GET":
@@ -104,7 +110,8 @@ class KubeApiServer(BackgroundHttpServer):
         for item in items:  # the real API leaves kind and apiVersion to the list, not its items
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        api_version = "apps/v1" if kind in APPS.values() else "v1"
+        api_version = {"PodDisruptionBudget": "policy/v1beta1"}.get(kind, "apps/v1" if kind in APPS.values()
+                                                                    else "v1")
         return {"kind": f"{kind}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items}
 
@@ -191,13 +198,13 @@ def _group(name: str, version: str) -> dict:
 
 
 _API_GROUPS = {"kind": "APIGroupList", "apiVersion": "v1",
-               "groups": [_group("apps", "v1"), _group("autoscaling", "v1")]}
+               "groups": [_group("apps", "v1"), _group("autoscaling", "v1"), _group("policy", "v1beta1")]}
 
 
 def _resource_list(group_version: str, resources: dict) -> dict:
     verbs = ["get", "list", "patch"]
     items = [{"name": res, "singularName": kind.lower(), "namespaced": kind != "Namespace", "kind": kind,
-              "verbs": verbs + (["create"] if kind in ("Event", "Namespace") else [])}
+              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget") else [])}
              for res, kind in resources.items()]
     if group_version == "apps/v1":
         items.append({"name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",

@@ -17,7 +17,7 @@ def scaled_replicas(current: int, factor: float, step_min: int, max_replicas: in
 
 class ScaleAction(ObjectAction):
     """Set ``spec.replicas``. Plan params: ``factor``, ``step_min``, ``max_replicas`` (the planner already
-    lowered ``max_replicas`` to the policy's bound)."""
+    lowered ``max_replicas`` to the policy's bound) and ``min_replicas`` (the floor an undo keeps)."""
 
     kind = "scale"
 
@@ -39,6 +39,8 @@ class ScaleAction(ObjectAction):
     def _prepare_undo(self, plan: ActionPlan, change: Change, obj: dict) -> tuple[Change, list | None]:
         current = self._state(obj)["replicas"]
         wanted = change.before.get("replicas")
+        if wanted is not None:
+            wanted = max(int(wanted), int(plan.params.get("min_replicas", 0)))
         reverse = Change(plan.target, f"scale {plan.target} back from {current} to {wanted} replicas",
                          before={"replicas": current}, after={"replicas": wanted})
         if wanted is None or current == wanted:
