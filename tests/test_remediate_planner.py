@@ -132,3 +132,120 @@ def test_policy_from_settings():
 def test_every_stock_playbook_plans_in_scope(name):
     result = plan(diagnosis(playbook=name), PLAYBOOKS, ACT, NoHistory(), NOW)
     assert isinstance(result, ActionPlan) and result.playbook == name
+
+
+# --- the cluster-facing guards (facts read by remediate.facts, passed in as values) ---
+from dataclasses import replace as _replace  # noqa: E402
+
+from aiops.remediate.planner import TargetFacts  # noqa: E402
+
+SETTLED = TargetFacts(labels={"app": "cart", "tier": "web"}, replicas=2, namespace_workloads=10)
+
+
+def started(journal, n, namespace="shop", names=None, ago=60.0, state="executing"):
+    for i in range(n):
+        name = (names or [f"w{i}"])[i % len(names or [f"w{i}"])] if names else f"w{i}"
+        journal.record(f"p-{namespace}-{name}-{i}", state, "", {
+            "ts": NOW - ago, "trigger": "start", "playbook": "restart-workload",
+            "target": Target.deployment(namespace, name).as_dict()})
+
+
+def reason(result):
+    return result.reason if isinstance(result, Blocked) else "planned"
+
+
+def test_a_settled_workload_passes_every_guard():
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, ACT, NoHistory(), NOW, SETTLED), ActionPlan)
+
+
+@pytest.mark.parametrize("facts, expected", [
+    (_replace(SETTLED, kill_switch="annotation on namespace shop"), "kill_switch"),
+    (_replace(SETTLED, paused=True), "paused"),
+    (_replace(SETTLED, rolling_out=True), "rollout_in_progress"),
+    (_replace(SETTLED, pdb_blocking="cart-pdb"), "pdb"),
+])
+def test_each_fact_guard_blocks_with_its_reason(facts, expected):
+    result = plan(diagnosis(), PLAYBOOKS, ACT, NoHistory(), NOW, facts)
+    assert reason(result) == expected and result.plan is not None and result.detail
+
+
+def test_the_configured_kill_switch_blocks_even_without_facts():
+    killed = _replace(ACT, kill_switch=True)
+    assert reason(plan(diagnosis(), PLAYBOOKS, killed, NoHistory(), NOW)) == "kill_switch"
+    # Notify-only playbooks still run: telling people is not acting on the cluster.
+    assert isinstance(plan(diagnosis(playbook="escalate"), PLAYBOOKS, killed, NoHistory(), NOW), ActionPlan)
+
+
+def test_rollback_may_act_mid_rollout_but_restart_may_not_and_pdb_only_guards_disruptions():
+    rolling = _replace(SETTLED, rolling_out=True, pdb_blocking="cart-pdb")
+    rollback = diagnosis(playbook="rollback-deploy", fault=Fault.BAD_DEPLOY)
+    assert isinstance(plan(rollback, PLAYBOOKS, ACT, NoHistory(), NOW, rolling), ActionPlan)
+    scale = diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION)
+    assert isinstance(plan(scale, PLAYBOOKS, ACT, NoHistory(), NOW, _replace(SETTLED, pdb_blocking="x")),
+                      ActionPlan)
+
+
+def test_label_selector_scope():
+    scoped = _replace(ACT, label_selector=(("aiops.io/managed", "true"),))
+    assert reason(plan(diagnosis(), PLAYBOOKS, scoped, NoHistory(), NOW, SETTLED)) == "out_of_scope_labels"
+    labelled = _replace(SETTLED, labels={**SETTLED.labels, "aiops.io/managed": "true"})
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, scoped, NoHistory(), NOW, labelled), ActionPlan)
+
+
+def test_global_rate_limit_counts_starts_in_the_last_hour_only():
+    journal = MemoryJournal()
+    limited = _replace(ACT, max_actions_per_hour=3, max_concurrent=10, blast_radius_percent=100)
+    started(journal, 2)
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, limited, journal, NOW, SETTLED), ActionPlan)
+    started(journal, 1, names=["other"], ago=30)
+    assert reason(plan(diagnosis(), PLAYBOOKS, limited, journal, NOW, SETTLED)) == "rate_limited"
+    # An hour later the same starts no longer count.
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, limited, journal, NOW + 3600, SETTLED), ActionPlan)
+
+
+def test_concurrency_counts_plans_still_acting_or_verifying():
+    journal = MemoryJournal()
+    limited = _replace(ACT, max_concurrent=2, blast_radius_percent=100)
+    started(journal, 2, ago=7200)  # long ago (outside rate/blast windows) but never finished
+    assert reason(plan(diagnosis(), PLAYBOOKS, limited, journal, NOW, SETTLED)) == "concurrency"
+    journal.record("p-shop-w0-0", "succeeded", "", {"ts": NOW - 10})
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, limited, journal, NOW, SETTLED), ActionPlan)
+
+
+def test_blast_radius_budget_per_namespace_per_hour():
+    journal = MemoryJournal()
+    policy = _replace(ACT, blast_radius_percent=20)  # 20% of 10 workloads: 2 per hour
+    started(journal, 2, names=["a", "b"])
+    journal.record("p-shop-a-0", "succeeded", "", {"ts": NOW - 50})
+    journal.record("p-shop-b-1", "succeeded", "", {"ts": NOW - 50})
+    result = plan(diagnosis(), PLAYBOOKS, policy, journal, NOW, SETTLED)
+    assert reason(result) == "blast_radius" and "budget 2" in result.detail
+    # Acting again on a workload already counted does not grow the radius; another namespace has its own budget.
+    again = diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION, target=Target.deployment("shop", "a"))
+    assert isinstance(plan(again, PLAYBOOKS, policy, journal, NOW, SETTLED), ActionPlan)
+    elsewhere = _replace(policy, namespaces=("shop", "pay"))
+    assert isinstance(plan(diagnosis(target=Target.deployment("pay", "api")), PLAYBOOKS, elsewhere, journal, NOW,
+                           SETTLED), ActionPlan)
+    # A tiny namespace still allows one workload.
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, policy, MemoryJournal(), NOW,
+                           _replace(SETTLED, namespace_workloads=1)), ActionPlan)
+
+
+def test_replica_ceiling_blocks_a_scale_that_cannot_add_replicas_and_the_floor_binds_the_undo():
+    scale = diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION)
+    at_ceiling = _replace(SETTLED, replicas=8)
+    assert reason(plan(scale, PLAYBOOKS, ACT, NoHistory(), NOW, at_ceiling)) == "replica_bounds"
+    planned = plan(scale, PLAYBOOKS, _replace(ACT, min_replicas=3), NoHistory(), NOW, SETTLED)
+    assert planned.params["min_replicas"] == 3
+    lifted = plan(diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION, params={"min_replicas": 0}),
+                  PLAYBOOKS, _replace(ACT, min_replicas=3), NoHistory(), NOW, SETTLED)
+    assert lifted.params["min_replicas"] == 3
+
+
+def test_dry_run_skips_the_journal_guards_and_approval():
+    journal = MemoryJournal()
+    started(journal, 50)
+    dry = _replace(ACT, mode=Mode.DRY_RUN, max_actions_per_hour=1, max_concurrent=1)
+    assert isinstance(plan(diagnosis(), PLAYBOOKS, dry, journal, NOW, SETTLED), ActionPlan)
+    approve = {**PLAYBOOKS, "restart-workload": PLAYBOOKS["restart-workload"].model_copy(update={"approval": "approve"})}
+    assert isinstance(plan(diagnosis(), approve, dry, journal, NOW, SETTLED), ActionPlan)

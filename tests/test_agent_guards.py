@@ -1,0 +1,119 @@
+"""The agent's guards, approvals and second playbooks end to end on the simulator (webhook in, cluster out)."""
+
+from __future__ import annotations
+
+import shutil
+
+import requests
+import yaml
+
+from aiops.domain.plans import ExecutionState, Mode
+from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
+from aiops.remediate.verify import VerifyResult
+from aiops.serve.agent import Agent, build_parts
+from aiops.serve.plans_api import PLANS_PATH
+from aiops.serve.scheduler import LoopScheduler
+from aiops.settings import STOCK_ROOT, PolicySettings
+from tests.support.polling import wait_until
+from tests.test_agent_sim import (DRAIN_SECONDS, HTTP_TIMEOUT, TOKEN, alert_payload, deployment_marks, kube,  # noqa: F401
+                                  post_alert, sim, sim_settings)
+
+
+def start(sim, settings) -> Agent:
+    """Like test_agent_sim.start_agent, but with the agent's own SQLite journal (what the plans API serves)."""
+    agent = Agent(build_parts(settings, clock=sim.clock, sleep=sim.advance, topology=sim.scenario.topology))
+    agent.scheduler = LoopScheduler(agent.run_cycle, settings.loop.interval_seconds, agent.metrics,
+                                    run_immediately=False)
+    return agent.start()
+
+
+def playbooks_with(tmp_path, name: str, **changes) -> object:
+    folder = tmp_path / "playbooks"
+    if not folder.exists():
+        shutil.copytree(STOCK_ROOT / "playbooks", folder)
+    path = folder / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data))
+    return folder
+
+
+def test_the_kill_switch_annotation_stops_acting_and_says_why(sim, kube, tmp_path):
+    kube._call(kube._core.patch_namespace, "shop", {"metadata": {"annotations": {KILL_SWITCH_ANNOTATION: "true"}}})
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    try:
+        before = deployment_marks(kube, "shop")
+        assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
+        assert agent.worker.drain(DRAIN_SECONDS)
+        (result,) = agent.results
+        assert result.decision.reason == "kill_switch" and "namespace shop" in result.decision.detail
+        assert deployment_marks(kube, "shop") == before
+        assert agent.metrics.plans_blocked.labels(reason="kill_switch")._value.get() == 1
+        # The refusal is in the audit trail.
+        (row,) = agent.parts.journal.latest()
+        assert row["state"] == "blocked" and row["data"]["reason"] == "kill_switch"
+    finally:
+        agent.stop()
+
+
+def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, tmp_path):
+    settings = sim_settings(sim, tmp_path, Mode.ACT).model_copy(update={
+        "playbooks_dir": playbooks_with(tmp_path, "restart-workload", approval="approve")})
+    agent = start(sim, settings)
+    try:
+        generation = kube.get_deployment("shop", "cart")["metadata"]["generation"]
+        assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
+        assert agent.worker.drain(DRAIN_SECONDS)
+        (result,) = agent.results
+        assert result.execution.state is ExecutionState.AWAITING_APPROVAL
+        assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation
+
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        url = f"{agent.server.url}{PLANS_PATH}/{result.plan.id}/approve"
+        answer = requests.post(url, headers=auth, json={"approver": "alice"}, timeout=HTTP_TIMEOUT)
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda: agent.parts.journal.latest()[-1]["state"] == "succeeded", 30, "the approved plan to run")
+        assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation + 1
+        notes = [r["note"] for r in agent.parts.journal.history(result.plan.id)]
+        assert any("approved by alice" in n for n in notes)
+    finally:
+        agent.stop()
+
+
+class StubbornVerifier:
+    """Verification that finds a restart changed nothing (the leak is elsewhere) and anything else worked; its
+    window passes on the simulator's clock, so the restart's rollout has finished by the end."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+
+    def verify(self, plan, spec, before, baseline=None):
+        self.sim.advance(spec.window_seconds)
+        outcome = "unchanged" if plan.action == "restart" else "recovered"
+        return VerifyResult(outcome, [], f"scripted: {outcome}")
+
+
+def test_a_second_playbook_is_tried_once_when_the_first_leaves_the_fault(sim, kube, tmp_path):
+    settings = sim_settings(sim, tmp_path, Mode.ACT).model_copy(update={
+        "policy": PolicySettings(second_playbook={"memory_leak": "scale-up"}, blast_radius_percent=100)})
+    agent = start(sim, settings)
+    agent.parts.pipeline.runner.verifier = StubbornVerifier(sim)
+    try:
+        replicas = kube.get_scale("shop", "cart")["spec"]["replicas"]
+        assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
+        assert agent.worker.drain(DRAIN_SECONDS)
+        (result,) = agent.results
+        assert result.first is not None, result.as_dict()["decision"]
+        assert result.first.plan.playbook == "restart-workload"
+        assert result.first.execution.state is ExecutionState.FAILED
+        assert result.execution is not None, result.as_dict()["decision"]
+        assert result.plan.playbook == "scale-up" and result.execution.state is ExecutionState.SUCCEEDED
+        assert kube.get_scale("shop", "cart")["spec"]["replicas"] > replicas
+        assert result.as_dict()["first"]["decision"]["plan"]["playbook"] == "restart-workload"
+        assert "second_playbook" in result.plan.reason
+    finally:
+        agent.stop()
