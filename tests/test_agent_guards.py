@@ -117,3 +117,17 @@ def test_a_second_playbook_is_tried_once_when_the_first_leaves_the_fault(sim, ku
         assert "second_playbook" in result.plan.reason
     finally:
         agent.stop()
+
+
+def test_without_a_second_playbook_a_fault_left_in_place_escalates(sim, kube, tmp_path):
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    agent.parts.pipeline.runner.verifier = StubbornVerifier(sim)
+    try:
+        assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
+        assert agent.worker.drain(DRAIN_SECONDS)
+        (result,) = agent.results
+        assert result.first.plan.playbook == "restart-workload" and result.plan.playbook == "escalate"
+        assert result.execution.state is ExecutionState.SUCCEEDED
+        assert any(e["reason"] == "AiopsEscalation" for e in kube.list_events("shop"))
+    finally:
+        agent.stop()

@@ -24,6 +24,7 @@ from aiops.domain.alerts import Alert
 from aiops.domain.diagnosis import Fault
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ActionPlan, Blocked, Mode
+from aiops.remediate.journal import MemoryJournal
 from aiops.remediate.planner import PlanPolicy, plan
 from aiops.serve.agent import load_knowledge
 from aiops.settings import parse_settings
@@ -302,9 +303,8 @@ def test_chat_url_accepts_base_v1_and_full_urls():
 
 # -- prompt injection through the whole decision ------------------------------------------------------------------
 
-class NoHistory:
-    def acted(self, target, playbook):
-        return None
+class NoHistory(MemoryJournal):
+    """An empty journal: nothing acted before."""
 
 
 OBEDIENT_REPLIES = [
@@ -343,7 +343,8 @@ def test_injected_instructions_cannot_produce_a_plan_outside_allowed_playbooks_a
     by_name = {p.name: p for p in playbooks}
     assert proposed.playbook in by_name and proposed.target.namespace == NS
     assert proposed.target.name in scenario.observations().workloads
-    assert set(proposed.params) <= set(by_name[proposed.playbook].params)
+    # Only the playbook's keys, plus the replica floor the policy (never the model) adds.
+    assert set(proposed.params) - {"min_replicas"} <= set(by_name[proposed.playbook].params)
     assert all(v != 0 for v in proposed.params.values())  # nothing "scales to 0"
     if with_rules:  # the evidence-based decision stands
         assert (proposed.target.name, proposed.playbook) == ("cart", "restart-workload")

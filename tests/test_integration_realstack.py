@@ -99,6 +99,8 @@ def test_real_alert_drives_a_real_remediation(tmp_path, sim, capsys):
                             "the agent to act on the webhook", interval=0.2)
 
         assert agent.metrics.alerts_received.labels(status="firing")._value.get() >= 1
+        while result.first is not None:  # the restart, even if verification then escalated
+            result = result.first
         plan = result.plan
         assert plan.playbook == "restart-workload"
         assert (plan.target.namespace, plan.target.name) == ("shop", "cart")

@@ -168,22 +168,36 @@ class IncidentPipeline:
         return self._maybe_second(result)
 
     def _maybe_second(self, result: PipelineResult) -> PipelineResult:
-        """When the first playbook left the fault in place (unchanged, or undone because it made things worse),
-        try the playbook configured for that fault, once; the first result is kept in ``result.first``."""
-        exe, chosen = result.execution, result.diagnosis.chosen
-        second = self.second_playbook.get(chosen.fault.value)
-        left_in_place = exe is not None and (exe.state.value == "rolled_back" or (
-            exe.state.value == "failed" and exe.verification.get("outcome") == "unchanged"))
-        if not left_in_place or not second or second == chosen.playbook:
-            return result
-        diagnosis = replace(result.diagnosis, chosen=replace(chosen, playbook=second, params={},
-                                                             source=f"{chosen.source}+second_playbook"))
-        log.info("trying the second playbook %s for %s", second, chosen.fault.value,
-                 extra={"incident": result.incident.id})
-        again = PipelineResult(result.incident, result.observations, diagnosis, self.decide(diagnosis))
-        again.first = result
-        if isinstance(again.decision, ActionPlan):
-            again.execution, again.before = self.execute(again.decision, result.observations, result.incident)
-        elif again.decision.plan is not None:
-            self.runner.record_blocked(again.decision)
-        return again
+        """When the playbook left the fault in place (unchanged, worse, or undone because it made things worse),
+        try the playbook ``policy.second_playbook`` names for that fault, once, and when that does not fix it
+        either (or none is configured), escalate to a person. Earlier attempts are kept in ``result.first``."""
+        fault = result.diagnosis.chosen.fault.value
+        followups = [p for p in (self.second_playbook.get(fault), ESCALATE) if p and p in self.playbooks]
+        for playbook in followups:
+            exe, chosen = result.execution, result.diagnosis.chosen
+            if not _left_in_place(exe) or playbook == chosen.playbook:
+                continue
+            diagnosis = replace(result.diagnosis, chosen=replace(
+                chosen, playbook=playbook, params={},
+                source=f"{chosen.source}+{'escalation' if playbook == ESCALATE else 'second_playbook'}"))
+            log.info("%s left %s in place: trying %s", chosen.playbook, fault, playbook,
+                     extra={"incident": result.incident.id})
+            again = PipelineResult(result.incident, result.observations, diagnosis, self.decide(diagnosis))
+            again.first = result
+            if isinstance(again.decision, ActionPlan):
+                again.execution, again.before = self.execute(again.decision, result.observations, result.incident)
+            elif again.decision.plan is not None:
+                self.runner.record_blocked(again.decision)
+            result = again
+        return result
+
+
+ESCALATE = "escalate"
+
+
+def _left_in_place(exe: Execution | None) -> bool:
+    """True when an execution acted and verification says the fault is still there."""
+    if exe is None:
+        return False
+    return exe.state.value == "rolled_back" or (
+        exe.state.value == "failed" and exe.verification.get("outcome") in ("unchanged", "worse"))
