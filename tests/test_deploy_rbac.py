@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import signal
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -35,6 +39,7 @@ from aiops.settings import Settings, parse_settings
 from aiops.sim.clock import SimClock
 from tests.support import kubestack, render
 from tests.support.polling import wait_until
+from tests.support.realstack import free_port
 
 pytestmark = pytest.mark.kube
 
@@ -340,3 +345,46 @@ def test_helm_dry_run_install_can_read_and_plan_but_not_change(rbac_stack, tmp_p
     finally:
         for ns in (agent_ns, scope_ns):
             rbac_stack.delete_namespace(ns)
+
+
+def test_aiops_serve_runs_on_the_deployed_config_with_the_service_account_token(rbac_stack, act_install, tmp_path):
+    """The agent process as the Deployment runs it (``aiops serve --config``), with the paths the pod would mount
+    pointed at local copies and in-cluster access at the apiserver with the ServiceAccount's token."""
+    settings = act_install.settings
+    raw = yaml.safe_load(yaml.safe_dump(settings.model_dump(mode="json")))
+    port, webhook_token = free_port(), uuid.uuid4().hex
+    (tmp_path / "webhook-token").write_text(webhook_token)
+    pb = tmp_path / "playbooks"
+    pb.mkdir()
+    for name in act_install.playbooks:
+        (pb / f"{name}.yaml").write_text((render.KUSTOMIZE / "base" / "playbooks" / f"{name}.yaml").read_text())
+    raw.update({"playbooks_dir": str(pb), "rules_dir": str(render.KUSTOMIZE / "base" / "rules"),
+                "models_dir": str(render.ROOT / "models"), "state_dir": str(tmp_path / "state")})
+    raw["webhook"].update({"listen": f"127.0.0.1:{port}", "token_file": str(tmp_path / "webhook-token")})
+    raw["prometheus"]["url"] = f"http://127.0.0.1:{free_port()}"  # nothing listens: readiness must say so
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+    process = subprocess.Popen([sys.executable, "-m", "aiops.cli", "serve", "--config", str(tmp_path / "config.yaml")],
+                               cwd=render.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, 60, "aiops serve /healthz")
+        ready = requests.get(f"{url}/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["kubernetes"] == "ok"  # the ServiceAccount reaches the API
+        assert ready.json()["checks"]["prometheus"] != "ok"
+        payload = {"version": "4", "status": "firing", "receiver": "aiops", "groupKey": "{}:{}",
+                   "alerts": [{"status": "firing", "labels": {"alertname": "X", "namespace": "elsewhere",
+                                                              "deployment": "web"},
+                               "annotations": {}, "startsAt": "2026-11-27T00:00:00Z", "fingerprint": "f1"}]}
+        hook = f"{url}/webhook/alertmanager"
+        assert requests.post(hook, json=payload, timeout=5).status_code == 401
+        answer = requests.post(hook, json=payload, timeout=5, headers={"Authorization": f"Bearer {webhook_token}"})
+        assert answer.status_code == 200, answer.text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.communicate()
