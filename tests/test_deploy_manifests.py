@@ -138,6 +138,7 @@ def test_agent_deployment_is_highly_available_and_hardened():
     svc = one(objects, "Service", "aiops")
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert svc["spec"]["publishNotReadyAddresses"] is True  # webhooks still arrive while /readyz says 503
     netpol = one(objects, "NetworkPolicy", "aiops")
     assert netpol["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
     assert netpol["spec"]["ingress"][0]["ports"] == [{"port": container["ports"][0]["containerPort"],
