@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's monitoring stack, used by the integration tests (and handy next to `aiops sim`).
 SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/promtool
 
-.PHONY: demo test setup system-deps kube lint clean
+.PHONY: demo test setup system-deps kube lint clean deploy-files
 
 demo: setup system-deps
 	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
@@ -34,9 +34,18 @@ $(SYSTEM_BINARIES) &:
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
 
 # A real kube-apiserver + kube-controller-manager (v1.20.2) built from Debian's source package, cached under
-# ~/.cache/aiops: ~10-17 min the first time on 2 cores, instant afterwards.
+# ~/.cache/aiops: ~10-17 min the first time on 2 cores, instant afterwards. Also the manifest renderers the deploy
+# tests use (helm, kubectl kustomize), cached beside it: ~4 s the first time.
 kube:
 	tests/support/kube/build.sh
+	tests/support/kube/render_tools.sh
+
+# The kustomize base and the Helm chart carry copies of the stock playbooks and rules (neither tool reads files
+# outside its own folder); tests/test_deploy_manifests.py fails when they drift. New files also go in
+# deploy/kustomize/base/kustomization.yaml's configMapGenerator.
+deploy-files:
+	for d in playbooks rules; do for dst in deploy/kustomize/base/$$d deploy/helm/aiops/files/$$d; do \
+		rm -f $$dst/*.yaml; cp $$d/*.yaml $$dst/; done; done
 
 lint: setup
 	$(VENV)/bin/lint-imports

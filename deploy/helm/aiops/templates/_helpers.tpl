@@ -1,0 +1,37 @@
+{{/* Labels every object carries; the selector labels are the stable subset. */}}
+{{- define "aiops.selectorLabels" -}}
+app.kubernetes.io/name: aiops
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "aiops.labels" -}}
+{{ include "aiops.selectorLabels" . }}
+app.kubernetes.io/part-of: aiops
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The ServiceAccount every binding names. */}}
+{{- define "aiops.subject" -}}
+- kind: ServiceAccount
+  name: {{ .Release.Name }}
+  namespace: {{ .Release.Namespace }}
+{{- end }}
+
+{{/* The agent's config file: generated keys, then .Values.config merged over them. */}}
+{{- define "aiops.config" -}}
+{{- if not (has .Values.mode (list "dry-run" "act")) }}
+{{- fail (printf "mode must be dry-run or act, got %q" .Values.mode) }}
+{{- end }}
+{{- $generated := dict
+  "mode" .Values.mode
+  "webhook" (dict "listen" (printf "0.0.0.0:%v" .Values.webhook.port) "token_file" "/var/run/secrets/aiops/webhook/token")
+  "prometheus" (dict "url" .Values.prometheus.url)
+  "kubernetes" (dict "in_cluster" true "namespaces" .Values.targetNamespaces)
+  "playbooks_dir" "/etc/aiops/playbooks"
+  "rules_dir" "/etc/aiops/rules"
+  "models_dir" "/opt/aiops/models"
+  "state_dir" "/var/lib/aiops"
+  "log_format" "json" }}
+{{- toYaml (mergeOverwrite $generated (deepCopy .Values.config)) }}
+{{- end }}

@@ -1,0 +1,226 @@
+"""The deploy/ manifests as rendered by the real tools: Helm and kustomize agree, and what they render is what a
+platform team asks for (least privilege, hardened pods, a valid agent config, working examples).
+
+``helm`` and ``kubectl kustomize`` are the official binaries cached by ``tests/support/kube/render_tools.sh``
+(``make kube``). Applying them to a real kube-apiserver in RBAC mode is ``test_deploy_rbac.py``.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiops.diagnose.rules import RuleSet
+from aiops.domain.plans import Mode
+from aiops.remediate.playbooks import load_playbooks
+from aiops.settings import parse_settings
+from tests.support import render
+
+MODES = ("dry-run", "act")
+EXAMPLES = render.DEPLOY / "examples"
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tools():
+    if not render.available():
+        pytest.fail(f"helm/kubectl are not cached in {render.tools_dir()}: run `make kube` / {render.TOOLS_SCRIPT}",
+                    pytrace=False)
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict], kind: str, name: str) -> dict:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_helm_chart_and_kustomize_overlay_render_the_same_objects(mode):
+    helm = render.same(render.helm_template(values={"mode": mode}))
+    kust = render.same(render.kustomize(render.KUSTOMIZE / "overlays" / mode), hashed_configmaps=True)
+    assert sorted(helm) == sorted(kust)
+    for key in helm:
+        assert helm[key] == kust[key], f"{key} differs between the Helm chart and the kustomize overlay"
+    assert len(helm) >= 12  # SA, 2 ClusterRoles, leader Role+binding, read binding, 3 ConfigMaps, Deploy, Svc, PDB, NP
+
+
+def test_base_is_the_dry_run_install():
+    base = render.same(render.kustomize(render.KUSTOMIZE / "base"), hashed_configmaps=True)
+    dry = render.same(render.kustomize(render.KUSTOMIZE / "overlays" / "dry-run"), hashed_configmaps=True)
+    assert base == dry
+
+
+def rules_of(objects: list[dict], kind: str, name: str) -> list[dict]:
+    return one(objects, kind, name)["rules"]
+
+
+def granted(rules: list[dict]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) triples a rule list allows."""
+    return {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
+    objects = render.kustomize(render.KUSTOMIZE / "overlays" / mode)
+    read = granted(rules_of(objects, "ClusterRole", "aiops-read"))
+    act = granted(rules_of(objects, "ClusterRole", "aiops-act"))
+    lease_rules = rules_of(objects, "Role", "aiops-leader")
+    assert read == {(g, r, v) for g, r in [("apps", "deployments"), ("apps", "replicasets"), ("", "pods"),
+                                           ("", "pods/log"), ("", "events"), ("", "services")]
+                    for v in ("get", "list", "watch")}
+    assert act == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch"),
+                   ("", "services", "patch"), ("", "events", "create")}
+    assert granted(lease_rules) == {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")}
+    assert all(r.get("resourceNames") == ["aiops-leader"] for r in lease_rules if "create" not in r["verbs"])
+    every_rule = [r for o in by_kind(objects, "ClusterRole") + by_kind(objects, "Role") for r in o["rules"]]
+    assert not any("*" in r["apiGroups"] + r["resources"] + r["verbs"] for r in every_rule)
+    assert not any("secrets" in r["resources"] for r in every_rule)
+    # Nothing is granted cluster-wide: ClusterRoles are only ever bound inside namespaces.
+    assert by_kind(objects, "ClusterRoleBinding") == []
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
+    expected = {("aiops-system", "aiops-leader"), ("shop", "aiops-read")}
+    assert bindings == (expected | {("shop", "aiops-act")} if mode == "act" else expected)
+    for binding in by_kind(objects, "RoleBinding"):
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aiops", "namespace": "aiops-system"}]
+
+
+def test_helm_binds_each_target_namespace_and_names_objects_after_the_release():
+    objects = render.helm_template(release="ops", namespace="ops-ns",
+                                   values={"mode": "act", "targetNamespaces": "{a,b}"})
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
+    assert bindings == {("ops-ns", "ops-leader"), ("a", "ops-read"), ("b", "ops-read"), ("a", "ops-act"),
+                        ("b", "ops-act")}
+    config = yaml.safe_load(one(objects, "ConfigMap", "ops-config")["data"]["config.yaml"])
+    assert config["kubernetes"]["namespaces"] == ["a", "b"]
+    assert one(objects, "Deployment", "ops")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_helm_refuses_an_unknown_mode():
+    with pytest.raises(render.RenderError, match="mode must be dry-run or act"):
+        render.helm_template(values={"mode": "yolo"})
+
+
+def test_helm_config_values_merge_into_the_agent_config():
+    objects = render.helm_template(values={"config.policy.max_replicas": "7"})
+    config = yaml.safe_load(one(objects, "ConfigMap", "aiops-config")["data"]["config.yaml"])
+    settings = parse_settings(config, where="helm config")
+    assert settings.policy.max_replicas == 7 and settings.mode is Mode.DRY_RUN
+
+
+def test_agent_deployment_is_highly_available_and_hardened():
+    objects = render.kustomize(render.KUSTOMIZE / "overlays" / "act")
+    dep = one(objects, "Deployment", "aiops")
+    spec = dep["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert dep["spec"]["replicas"] == 2
+    assert spec["serviceAccountName"] == "aiops"
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["privileged"] is False and sc["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"]) <= set(container["resources"]["limits"])
+    # Every path the agent writes is a volume, since the root filesystem is read-only.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert not mounts["/var/lib/aiops"].get("readOnly") and not mounts["/tmp"].get("readOnly")
+    pdb = one(objects, "PodDisruptionBudget", "aiops")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    svc = one(objects, "Service", "aiops")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    assert svc["spec"]["publishNotReadyAddresses"] is True  # webhooks still arrive while /readyz says 503
+    netpol = one(objects, "NetworkPolicy", "aiops")
+    assert netpol["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert netpol["spec"]["ingress"][0]["ports"] == [{"port": container["ports"][0]["containerPort"],
+                                                      "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_configmaps_hold_a_valid_config_and_loadable_playbooks_and_rules(mode, tmp_path):
+    objects = render.kustomize(render.KUSTOMIZE / "overlays" / mode)
+    cms = {cm["metadata"]["name"].rsplit("-", 1)[0]: cm["data"] for cm in by_kind(objects, "ConfigMap")}
+    settings = parse_settings(yaml.safe_load(cms["aiops-config"]["config.yaml"]), where="config.yaml")
+    assert settings.mode is Mode(mode)
+    assert settings.kubernetes.in_cluster and settings.kubernetes.namespaces == ("shop",)
+    dep = one(objects, "Deployment", "aiops")
+    mounts = {m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert {str(settings.playbooks_dir), str(settings.rules_dir), str(settings.state_dir),
+            str(settings.webhook.token_file.parent)} <= mounts
+    for name, folder in (("aiops-playbooks", "playbooks"), ("aiops-rules", "rules")):
+        (tmp_path / folder).mkdir()
+        for file, text in cms[name].items():
+            (tmp_path / folder / file).write_text(text)
+    playbooks = load_playbooks(tmp_path / "playbooks")
+    assert set(playbooks) == set(load_playbooks(render.ROOT / "playbooks"))
+    assert RuleSet.load(tmp_path / "rules").validate(list(playbooks)) == []
+
+
+@pytest.mark.parametrize("folder", ["playbooks", "rules"])
+def test_deploy_copies_of_the_stock_playbooks_and_rules_are_current(folder):
+    stock = sorted(p.name for p in (render.ROOT / folder).glob("*.yaml"))
+    for copy in (render.KUSTOMIZE / "base" / folder, render.CHART / "files" / folder):
+        assert sorted(p.name for p in copy.glob("*.yaml")) == stock, f"{copy}: run `make deploy-files`"
+        match, mismatch, errors = filecmp.cmpfiles(render.ROOT / folder, copy, stock, shallow=False)
+        assert mismatch == [] and errors == [], f"{copy} is stale ({mismatch + errors}): run `make deploy-files`"
+    listed = yaml.safe_load((render.KUSTOMIZE / "base" / "kustomization.yaml").read_text())["configMapGenerator"]
+    files = next(g["files"] for g in listed if g["name"] == f"aiops-{folder}")
+    assert files == [f"{folder}/{name}" for name in stock]
+
+
+def test_prometheus_rule_example_passes_promtool(tmp_path):
+    rule = yaml.safe_load((EXAMPLES / "prometheusrule.yaml").read_text())
+    assert rule["kind"] == "PrometheusRule"
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    proc = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_alertmanager_receiver_example_passes_amtool_and_reaches_the_service():
+    path = EXAMPLES / "alertmanager-receiver.yaml"
+    proc = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hook = next(r for r in yaml.safe_load(path.read_text())["receivers"] if r["name"] == "aiops")["webhook_configs"][0]
+    assert hook["url"] == "http://aiops.aiops-system:8080/webhook/alertmanager"
+    assert hook["http_config"]["authorization"]["type"] == "Bearer"
+    operator = yaml.safe_load((EXAMPLES / "alertmanagerconfig.yaml").read_text())
+    secret_ref = operator["spec"]["receivers"][0]["webhookConfigs"][0]["httpConfig"]["authorization"]["credentials"]
+    dep = one(render.kustomize(render.KUSTOMIZE / "base"), "Deployment", "aiops")
+    token_volume = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "webhook-token")
+    assert secret_ref == {"name": token_volume["secret"]["secretName"], "key": "token"}
+
+
+def test_service_monitor_example_selects_the_agent_service():
+    monitor = yaml.safe_load((EXAMPLES / "servicemonitor.yaml").read_text())
+    svc = one(render.kustomize(render.KUSTOMIZE / "base"), "Service", "aiops")
+    labels = svc["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_dockerfile_runs_non_root_from_a_slim_base_with_glm_optional():
+    text = (render.ROOT / "Dockerfile").read_text()
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert froms and all("-slim" in f for f in froms)
+    user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    assert 'ARG EXTRAS=""' in text and "${EXTRAS:+[$EXTRAS]}" in text
+    for line in text.splitlines():  # every COPY from the build context names something that exists
+        if line.startswith("COPY ") and "--from=" not in line:
+            for source in line.split()[1:-1]:
+                assert (render.ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    manifest_uid = one(render.kustomize(render.KUSTOMIZE / "base"), "Deployment", "aiops")[
+        "spec"]["template"]["spec"]["securityContext"]["runAsUser"]
+    assert user[-1].split(":")[0] == str(manifest_uid)
