@@ -7,7 +7,8 @@ from aiops.sim.patching import PatchError, json_patch, merge_patch, strategic_me
 
 RESOURCE = {"Deployment": ("deployments", "apps"), "Scale": ("deployments/scale", "apps"),
             "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
-            "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", "")}
+            "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", ""),
+            "Lease": ("leases", "coordination.k8s.io")}
 
 
 class ApiError(Exception):
