@@ -28,6 +28,9 @@ from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
+from aiops.serve.fence import LeaderFence
+from aiops.serve.leader import LeaseElector
+from aiops.serve.leadership import LeadershipGate
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.probe import CollectorProbe
@@ -59,6 +62,7 @@ class Parts:
     pipeline: IncidentPipeline
     journal: MemoryJournal
     metrics: AgentMetrics
+    election: LeaseElector | None = None  # set when leader_election.enabled
 
 
 @dataclass
@@ -106,25 +110,48 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
         journal = JsonlJournal(settings.state_dir / "journal.jsonl", clock)
     probe_source = metrics_collector or collector
     verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
-    runner = PlaybookRunner(kube, journal, verifier, playbooks, clock)
+    agent_metrics = AgentMetrics()
+    election = lease_elector(settings, kube)
+    runner = PlaybookRunner(fenced(kube, election, agent_metrics), journal, verifier, playbooks, clock)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=PlanPolicy.from_settings(settings), runner=runner, history=journal,
                                 clock=clock, window=settings.loop)
-    return Parts(settings, clock, kube, prometheus, pipeline, journal, AgentMetrics())
+    return Parts(settings, clock, kube, prometheus, pipeline, journal, agent_metrics, election)
+
+
+def lease_elector(settings: Settings, kube: KubeClient) -> LeaseElector | None:
+    """The Lease elector the ``leader_election`` settings describe, or None when election is off."""
+    le = settings.leader_election
+    if not le.enabled:
+        return None
+    return LeaseElector(kube, le.namespace, le.lease_name, le.identity, lease_duration=le.lease_duration_seconds,
+                        renew_deadline=le.renew_deadline_seconds, retry_period=le.retry_period_seconds)
+
+
+def fenced(kube: KubeClient, election: LeaseElector | None, metrics: AgentMetrics):
+    """The client the runner writes through: with election on, writes need the Lease at that very moment."""
+    if election is None:
+        return kube
+    return LeaderFence(kube, lambda: election.is_leader, lambda: election.status().reason,
+                       on_refused=metrics.writes_fenced.inc)
 
 
 class Agent:
     """``aiops serve``: the webhook receiver and the scheduled collect/detect loop, feeding one incident worker."""
 
-    def __init__(self, parts: Parts) -> None:
+    def __init__(self, parts: Parts, on_elected: Callable[[], None] | None = None) -> None:
+        """``on_elected`` runs (in its own thread) each time this agent becomes the one that acts: at start
+        without leader election, on winning the Lease with it; e.g. to resume unfinished executions."""
         self.parts = parts
         settings = parts.settings
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
         self.worker = IncidentWorker(self.handle, metrics=self.metrics)
+        self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics, on_elected)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
+        self.readiness.add_info("leader_election", self.leadership.status)
         token = None
         if settings.webhook.token_file:
             try:
@@ -137,8 +164,11 @@ class Agent:
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
 
-    def handle(self, incident: Incident) -> PipelineResult:
-        """The worker's job: one incident through the pipeline, counted in the agent's metrics."""
+    def handle(self, incident: Incident) -> PipelineResult | None:
+        """The worker's job: one incident through the pipeline, counted in the agent's metrics. A follower only
+        holds it (None) until it leads."""
+        if not self.leadership.admit(incident):
+            return None
         result = self.parts.pipeline.handle(incident)
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
         if result.execution is not None:
@@ -150,7 +180,10 @@ class Agent:
         return result
 
     def run_cycle(self) -> None:
-        """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies."""
+        """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies.
+        Followers skip it (the leader watches; a new leader's first pass catches up)."""
+        if not self.leadership.is_leader:
+            return
         pipeline = self.parts.pipeline
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
@@ -162,6 +195,7 @@ class Agent:
     def start(self) -> "Agent":
         self.worker.start()
         self.server.start()
+        self.leadership.start()  # webhooks arriving before the first election round are held, not lost
         if self.parts.settings.kubernetes.namespaces:
             self.scheduler.start()
         else:
@@ -173,6 +207,7 @@ class Agent:
         self.scheduler.shutdown()
         self.server.stop()
         self.worker.stop()
+        self.leadership.stop()  # after the worker: release the Lease only once nothing acts any more
         self.readiness.close()
 
     def _check_prometheus(self) -> str | None:

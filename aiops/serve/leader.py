@@ -81,8 +81,8 @@ class ElectionStatus:
 class LeaseElector:
     """Competes for the Lease ``namespace/name`` as ``identity``.
 
-    ``on_started_leading()`` and ``on_stopped_leading(reason, detail)`` run in the election thread right after the
-    change; they must return quickly (start a thread for slow work), or renewals are delayed. ``clock`` is a
+    ``on_started_leading()`` and ``on_stopped_leading(reason, detail)`` (settable attributes) run in the election
+    thread right after the change; they must return quickly (start a thread for slow work), or renewals are delayed. ``clock`` is a
     monotonic clock (seconds) for all timing, ``wall`` the Unix time written into the Lease; both are injectable so
     unit tests drive ``step()`` by hand.
     """
@@ -102,8 +102,8 @@ class LeaseElector:
         self.lease_duration = int(lease_duration)
         self.renew_deadline = float(renew_deadline)
         self.retry_period = float(retry_period)
-        self._on_started = on_started_leading
-        self._on_stopped = on_stopped_leading
+        self.on_started_leading = on_started_leading
+        self.on_stopped_leading = on_stopped_leading
         self._clock, self._wall = clock, wall
         self._lock = threading.Lock()
         self._leading = False
@@ -251,8 +251,8 @@ class LeaseElector:
         if started:
             log.info("leader election: %s now leads (lease %s/%s)", self.identity, self.namespace, self.name)
             self.leader_event.set()
-            if self._on_started is not None:
-                self._on_started()
+            if self.on_started_leading is not None:
+                self.on_started_leading()
 
     def _not_renewed(self, now: float, error: str) -> None:
         with self._lock:
@@ -275,5 +275,5 @@ class LeaseElector:
             self._reason = f"{reason}: {detail}"
         self.leader_event.clear()
         log.warning("leader election: %s stopped leading (%s: %s)", self.identity, reason, detail)
-        if self._on_stopped is not None:
-            self._on_stopped(reason, detail)
+        if self.on_stopped_leading is not None:
+            self.on_stopped_leading(reason, detail)
