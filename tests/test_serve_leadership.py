@@ -18,6 +18,10 @@ import requests
 from aiops.correlate.incidents import IncidentTracker
 from aiops.domain.alerts import Alert
 from aiops.domain.incident import Incident
+from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
+from aiops.domain.target import Target
+from aiops.remediate.actions import ACTIONS, PLAN_ANNOTATION
+from aiops.sim.clock import WallClock
 from aiops.serve.agent import Agent, build_parts
 from aiops.serve.fence import LeaderFence, NotLeaderError
 from aiops.serve.leader import FOLLOWER, LEADER, STOLEN
@@ -161,6 +165,31 @@ def test_stolen_lease_stops_the_leader_says_why_and_heals(kube, ns, tmp_path):
     finally:
         a.stop()
 
+
+
+def test_a_follower_runs_no_plan_and_the_leader_does(kube, ns, tmp_path):
+    kube.create_app(ns, "web", replicas=1)
+    agent, _, _ = make_agent(kube, tmp_path, ns, "agent-a")  # not started: it does not hold the Lease
+    api = kube.client()
+    target = Target.deployment(ns, "web")
+    plan = ActionPlan(id=plan_id("inc-fence", "restart-workload", target), incident_id="inc-fence",
+                      playbook="restart-workload", action="restart", target=target, params={}, mode=Mode.ACT,
+                      reason="fence test")
+    try:
+        execution = agent.runner.run(plan, before={})
+        assert execution.state is ExecutionState.FAILED
+        assert "not the leader" in execution.history[-1][2]
+        assert agent.parts.journal.history(plan.id)[-1]["state"] == ExecutionState.FAILED.value
+        assert PLAN_ANNOTATION not in (api.get_deployment(ns, "web")["metadata"].get("annotations") or {})
+        assert agent.metrics.writes_fenced._value.get() >= 1
+        assert agent.parts.election.step() is True  # now it leads: the same client writes
+        change = ACTIONS["restart"](agent.runner.kube, WallClock()).apply(plan, dry_run=False)
+        assert change.applied
+        assert api.get_deployment(ns, "web")["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+    finally:
+        agent.parts.election.release()
+        agent.readiness.close()
+        api.close()
 
 
 # --- the pieces, without a cluster ----------------------------------------------------------------------------------
