@@ -1,4 +1,5 @@
 """Two ``aiops serve`` processes against the real kube-apiserver: kill -9 the leader, the follower takes over.
+And the Lease permissions the README documents, checked under RBAC.
 
 Each agent is the real CLI in its own process, configured through a YAML file like a user's. The follower receives
 an alert while following and holds it; after the leader is killed (no release, no goodbye) the follower must win
@@ -18,7 +19,11 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from kubernetes import client as k8s
 
+from aiops.clients.kube import KubeClient
+from aiops.serve.leader import LeaseElector
+from tests.support import kubestack
 from tests.support.polling import wait_until
 from tests.support.realstack import free_port
 from tests.test_agent_sim import alert_payload
@@ -117,3 +122,39 @@ def test_killing_the_leader_process_hands_over_to_the_follower(kube_real, tmp_pa
                 proc.stop()
         api.close()
         kube_real.delete_namespace(namespace)
+
+
+def test_the_documented_lease_permissions_are_enough_and_needed(tmp_path):
+    """get/create/update on leases, nothing more: an agent with that Role leads; one without it says why."""
+    allowed, denied = uuid.uuid4().hex, uuid.uuid4().hex
+    stack = kubestack.start_kube(authorization_mode="RBAC",
+                                 extra_tokens={allowed: ("aiops-agent", []), denied: ("nobody", [])})
+    try:
+        namespace = "aiops-system"
+        stack.create_namespace(namespace)
+        with stack._api() as admin:
+            rbac = k8s.RbacAuthorizationV1Api(admin)
+            rbac.create_namespaced_role(namespace, {
+                "metadata": {"name": "aiops-leader-election"},
+                "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                           "verbs": ["get", "create", "update"]}]})
+            rbac.create_namespaced_role_binding(namespace, {
+                "metadata": {"name": "aiops-leader-election"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "aiops-leader-election"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "aiops-agent"}]})
+        agent_client = KubeClient.for_host(stack.url, allowed)
+        nobody_client = KubeClient.for_host(stack.url, denied)
+        agent = LeaseElector(agent_client, namespace, "aiops-leader", "agent", lease_duration=2, renew_deadline=1.5,
+                             retry_period=0.2)
+        nobody = LeaseElector(nobody_client, namespace, "aiops-leader", "nobody", lease_duration=2,
+                              renew_deadline=1.5, retry_period=0.2)
+        # RBAC caches can lag the Role's creation by a moment: poll rather than assume.
+        wait_until(agent.step, 10, "the agent acquires the Lease with get/create/update")
+        assert agent.step() is True  # renews
+        assert nobody.step() is False
+        assert "403" in nobody.status().error and "forbidden" in nobody.status().error.lower()
+        assert agent.release() is True
+        agent_client.close()
+        nobody_client.close()
+    finally:
+        stack.stop()

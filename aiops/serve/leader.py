@@ -64,7 +64,8 @@ class LeaseRecord:
 
 @dataclass(frozen=True)
 class ElectionStatus:
-    """What ``/readyz`` shows: this agent's role, who leads, and why leadership was last lost (if it was)."""
+    """What ``/readyz`` shows: this agent's role, who leads, why leadership was last lost (if it was), and the
+    error of the last Lease request when it failed (empty once one succeeds)."""
 
     state: str
     identity: str
@@ -72,10 +73,11 @@ class ElectionStatus:
     lease: str
     reason: str
     transitions: int
+    error: str = ""
 
     def as_dict(self) -> dict:
         return {"state": self.state, "identity": self.identity, "holder": self.holder, "lease": self.lease,
-                "reason": self.reason, "transitions": self.transitions}
+                "reason": self.reason, "transitions": self.transitions, "error": self.error}
 
 
 class LeaseElector:
@@ -111,6 +113,7 @@ class LeaseElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = float("-inf")
         self._reason = ""
+        self._error = ""
         self._transitions = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -129,7 +132,7 @@ class LeaseElector:
         with self._lock:
             holder = self._observed.holder if self._observed else ""
             return ElectionStatus(LEADER if leading else FOLLOWER, self.identity, holder,
-                                  f"{self.namespace}/{self.name}", self._reason, self._transitions)
+                                  f"{self.namespace}/{self.name}", self._reason, self._transitions, self._error)
 
     # --- running -------------------------------------------------------------------------------------------
     def start(self) -> "LeaseElector":
@@ -166,6 +169,8 @@ class LeaseElector:
             renewed, error = False, str(exc)
         except Exception as exc:  # noqa: BLE001 - the API unreachable, a timeout: retried next period
             renewed, error = False, f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self._error = error
         if error:
             log.warning("leader election: cannot reach lease %s/%s: %s", self.namespace, self.name, error)
         if renewed:
