@@ -10,6 +10,7 @@ import copy
 import threading
 
 import pytest
+import requests
 
 from aiops.clients.kube import KubeError, micro_time
 from aiops.serve.leader import FOLLOWER, LEADER, RENEW_FAILED, STOLEN, LeaseElector
@@ -133,6 +134,30 @@ def test_replace_with_a_stale_resource_version_conflicts(api, ns):
         api.replace_lease(ns, "a", lease_body("a", "thief", 1_790_000_002.5, rv))
     assert stale.value.conflict and stale.value.reason == "Conflict"
     assert api.get_lease(ns, "a")["spec"]["holderIdentity"] == "me"
+
+
+def test_merge_patch_of_a_lease_checks_its_resource_version(kube, api, ns):
+    created = api.create_lease(ns, lease_body("a", "me", 1_790_000_000.5))
+    url = f"{kube.url}/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+    headers = {"Authorization": f"Bearer {kube.token}", "Content-Type": "application/merge-patch+json"}
+
+    def patch(name: str, body: dict) -> requests.Response:
+        return requests.patch(f"{url}/{name}", json=body, headers=headers, verify=False, timeout=10)
+
+    ok = patch("a", {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                     "spec": {"holderIdentity": "you"}})
+    assert ok.status_code == 200 and ok.json()["spec"]["holderIdentity"] == "you"
+    assert ok.json()["spec"]["renewTime"] == created["spec"]["renewTime"]  # a merge patch keeps the rest
+    stale = patch("a", {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+                        "spec": {"holderIdentity": "thief"}})
+    assert stale.status_code == 409 and stale.json()["reason"] == "Conflict"
+    assert patch("missing", {"spec": {"holderIdentity": "x"}}).status_code == 404
+    auth = {"Authorization": headers["Authorization"]}
+    assert requests.get(url, headers=auth, verify=False, timeout=10).json()["kind"] == "LeaseList"
+    discovery = requests.get(f"{kube.url}/apis/coordination.k8s.io/v1", headers=auth, verify=False, timeout=10)
+    assert discovery.status_code == 200, discovery.text
+    leases = next(r for r in discovery.json()["resources"] if r["name"] == "leases")
+    assert {"get", "create", "update", "patch"} <= set(leases["verbs"]) and leases["namespaced"] is True
 
 
 # --- the elector, step by step on a fake clock ---------------------------------------------------------------------
