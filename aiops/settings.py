@@ -6,6 +6,9 @@ A bad file is an ``InputError`` naming the file, the key and the reason (the CLI
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -154,6 +157,44 @@ class GlmSettings(_Section):
         return self
 
 
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _default_identity() -> str:
+    # Unique per process even when two agents share a host (or a pod's hostname is reused after a restart).
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class LeaderElectionSettings(_Section):
+    """Several agents, one acting: only the holder of a ``coordination.k8s.io/v1`` Lease plans and acts.
+
+    Followers keep receiving webhooks and tracking incidents, and handle them once they lead. The timings work
+    like client-go's: a follower takes an unrenewed Lease after ``lease_duration_seconds``; a leader that could
+    not renew for ``renew_deadline_seconds`` stops acting; everyone retries every ``retry_period_seconds``.
+    """
+
+    enabled: bool = False
+    lease_name: str = "aiops-leader"
+    namespace: str = "default"
+    identity: str = Field(default_factory=_default_identity, min_length=1, max_length=253)
+    lease_duration_seconds: int = Field(default=15, ge=1)
+    renew_deadline_seconds: float = Field(default=10.0, gt=0)
+    retry_period_seconds: float = Field(default=2.0, gt=0)
+
+    @field_validator("lease_name", "namespace")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError("must be a lowercase DNS name (a-z, 0-9, '-', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _timings(self) -> "LeaderElectionSettings":
+        if not self.lease_duration_seconds > self.renew_deadline_seconds > self.retry_period_seconds:
+            raise ValueError("need lease_duration_seconds > renew_deadline_seconds > retry_period_seconds")
+        return self
+
+
 class Settings(_Section):
     """The whole configuration file (YAML)."""
 
@@ -170,6 +211,7 @@ class Settings(_Section):
     models_dir: Path = STOCK_ROOT / "models"
     state_dir: Path = Path("var")
     log_format: Literal["json", "text"] = "json"
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

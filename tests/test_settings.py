@@ -1,8 +1,10 @@
 """The config file: typed, validated once, and every error names the file, the key and the reason."""
 
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from aiops.domain import InputError, Mode
 from aiops.settings import load_settings, parse_settings
@@ -59,3 +61,25 @@ def test_bad_config_names_file_key_and_reason(tmp_path, text, where, reason):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="config file not found"):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_leader_election_is_off_by_default_with_a_per_process_identity():
+    le = parse_settings({}).leader_election
+    assert le.enabled is False and le.lease_name == "aiops-leader"
+    assert le.identity.endswith(f"-{os.getpid()}")
+    assert le.lease_duration_seconds > le.renew_deadline_seconds > le.retry_period_seconds
+
+
+@pytest.mark.parametrize("section, reason", [
+    ({"lease_duration_seconds": 5, "renew_deadline_seconds": 5}, "lease_duration_seconds > renew_deadline_seconds"),
+    ({"retry_period_seconds": 0}, "retry_period_seconds"),
+    ({"lease_name": "Not_A_Name"}, "leader_election.lease_name: Value error, must be a lowercase DNS name"),
+    ({"namespace": ""}, "leader_election.namespace"),
+    ({"identity": ""}, "leader_election.identity"),
+    ({"leases": 1}, "leader_election.leases: unknown key"),
+])
+def test_bad_leader_election_settings_name_the_key(tmp_path, section, reason):
+    path = write(tmp_path, yaml.safe_dump({"leader_election": {"enabled": True, **section}}))
+    with pytest.raises(InputError) as err:
+        load_settings(path)
+    assert str(path) in str(err.value) and reason in str(err.value)

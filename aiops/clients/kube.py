@@ -8,6 +8,7 @@ project's simulator.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client as k8s
@@ -18,6 +19,7 @@ from aiops.domain.errors import InputError
 from aiops.settings import KubernetesSettings
 
 MERGE_PATCH = "application/merge-patch+json"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -195,3 +197,41 @@ class KubeClient:
     def patch_service(self, namespace: str, name: str, patch: dict | list) -> dict:
         ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
         return self._call(self._core.patch_namespaced_service, name, namespace, patch, _content_type=ctype)
+
+    # --- leases (coordination.k8s.io/v1) ---
+    # Sent and read as raw JSON: the client's V1Lease model re-serialises a MicroTime with zero microseconds
+    # without its fraction, and the apiserver answers 400; raw dicts keep the timestamps exactly as written.
+    def get_lease(self, namespace: str, name: str, timeout: float | None = None) -> dict:
+        """The Lease as the API returns it; ``KubeError`` (``not_found``) when there is none."""
+        return self._raw("GET", LEASES + "/{name}", {"namespace": namespace, "name": name}, timeout=timeout)
+
+    def create_lease(self, namespace: str, lease: dict, timeout: float | None = None) -> dict:
+        """POST a Lease; ``KubeError`` 409 (AlreadyExists) when another client created it first."""
+        return self._raw("POST", LEASES, {"namespace": namespace}, lease, timeout)
+
+    def replace_lease(self, namespace: str, name: str, lease: dict, timeout: float | None = None) -> dict:
+        """PUT a Lease; it must carry the ``metadata.resourceVersion`` it was read at (else 422), and a concurrent
+        change since then makes it ``KubeError`` 409 Conflict. A Lease that does not exist is created."""
+        return self._raw("PUT", LEASES + "/{name}", {"namespace": namespace, "name": name}, lease, timeout)
+
+    def _raw(self, method: str, path: str, path_params: dict, body: dict | None = None,
+             timeout: float | None = None) -> dict:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = self._api.param_serialize(method=method, resource_path=path, path_params=path_params,
+                                            header_params=headers, body=body, auth_settings=["BearerToken"])
+        try:
+            response = self._api.call_api(*request, _request_timeout=timeout)
+            response.read()
+            if not 200 <= response.status <= 299:
+                ApiException.from_response(http_resp=response, body=response.data.decode("utf-8", "replace"),
+                                           data=None)
+        except ApiException as exc:
+            raise _wrap(exc) from None
+        return json.loads(response.data)
+
+
+def micro_time(ts: float) -> str:
+    """A ``metav1.MicroTime`` for a Unix time: RFC 3339 with exactly six fractional digits, as the API requires."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -35,6 +35,9 @@ from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.silences import PlanSilencer
 from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.remediate.verify import Verifier
+from aiops.serve.fence import LeaderFence
+from aiops.serve.leader import LeaseElector
+from aiops.serve.leadership import LeadershipGate
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.plans_api import add_plan_routes
@@ -67,6 +70,7 @@ class Parts:
     pipeline: IncidentPipeline
     journal: MemoryJournal | SqliteJournal
     metrics: AgentMetrics
+    election: LeaseElector | None = None  # set when leader_election.enabled
 
 
 @dataclass
@@ -127,11 +131,31 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
         refusal = check_guards(plan, policy, journal, clock.now(), facts.read(plan.target))
         return f"{refusal.reason}: {refusal.detail}" if refusal else None
 
-    runner = PlaybookRunner(kube, journal, verifier, playbooks, clock, observers=observers, gate=gate)
+    agent_metrics = AgentMetrics()
+    election = lease_elector(settings, kube)
+    runner = PlaybookRunner(fenced(kube, election, agent_metrics), journal, verifier, playbooks, clock,
+                            observers=observers, gate=gate)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
                                 facts=facts, second_playbook=settings.policy.second_playbook)
-    return Parts(settings, clock, kube, prometheus, pipeline, journal, AgentMetrics())
+    return Parts(settings, clock, kube, prometheus, pipeline, journal, agent_metrics, election)
+
+
+def lease_elector(settings: Settings, kube: KubeClient) -> LeaseElector | None:
+    """The Lease elector the ``leader_election`` settings describe, or None when election is off."""
+    le = settings.leader_election
+    if not le.enabled:
+        return None
+    return LeaseElector(kube, le.namespace, le.lease_name, le.identity, lease_duration=le.lease_duration_seconds,
+                        renew_deadline=le.renew_deadline_seconds, retry_period=le.retry_period_seconds)
+
+
+def fenced(kube: KubeClient, election: LeaseElector | None, metrics: AgentMetrics):
+    """The client the runner writes through: with election on, writes need the Lease at that very moment."""
+    if election is None:
+        return kube
+    return LeaderFence(kube, lambda: election.is_leader, lambda: election.status().reason,
+                       on_refused=metrics.writes_fenced.inc)
 
 
 def journal_path(settings: Settings):
@@ -142,15 +166,21 @@ def journal_path(settings: Settings):
 class Agent:
     """``aiops serve``: the webhook receiver and the scheduled collect/detect loop, feeding one incident worker."""
 
-    def __init__(self, parts: Parts) -> None:
+    def __init__(self, parts: Parts, on_elected: Callable[[], None] | None = None) -> None:
+        """``on_elected`` runs (in its own thread) each time this agent becomes the one that acts: at start
+        without leader election, on winning the Lease with it. By default it resumes the executions the journal
+        shows unfinished (a crash, or the previous leader dying mid-plan)."""
         self.parts = parts
         settings = parts.settings
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
         self.worker = IncidentWorker(self.handle, metrics=self.metrics)
+        self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics,
+                                         on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
+        self.readiness.add_info("leader_election", self.leadership.status)
         token = None
         if settings.webhook.token_file:
             try:
@@ -167,10 +197,12 @@ class Agent:
         # Plans approved through the CLI (which writes the journal directly) are picked up by this poll.
         self.approvals = LoopScheduler(self.resume_approved, settings.loop.approval_poll_seconds,
                                        run_immediately=False)
-        self._resumer: threading.Thread | None = None
 
-    def handle(self, incident: Incident) -> PipelineResult:
-        """The worker's job: one incident through the pipeline, counted in the agent's metrics."""
+    def handle(self, incident: Incident) -> PipelineResult | None:
+        """The worker's job: one incident through the pipeline, counted in the agent's metrics. A follower only
+        holds it (None) until it leads."""
+        if not self.leadership.admit(incident):
+            return None
         result = self.parts.pipeline.handle(incident)
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
         if result.execution is not None:
@@ -182,7 +214,10 @@ class Agent:
         return result
 
     def run_cycle(self) -> None:
-        """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies."""
+        """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies.
+        Followers skip it (the leader watches; a new leader's first pass catches up)."""
+        if not self.leadership.is_leader:
+            return
         pipeline = self.parts.pipeline
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
@@ -199,7 +234,9 @@ class Agent:
         return done
 
     def resume_approved(self) -> list:
-        """Act on plans whose approval came in."""
+        """Act on plans whose approval came in (only the leader acts)."""
+        if not self.leadership.is_leader:
+            return []
         done = self.parts.pipeline.runner.resume_approved()
         for exe in done:
             self.metrics.plans.labels(state=exe.state.value).inc()
@@ -211,10 +248,9 @@ class Agent:
 
     def start(self) -> "Agent":
         self.worker.start()
-        self._resumer = threading.Thread(target=self.resume_unfinished, name="aiops-resume", daemon=True)
-        self._resumer.start()
         self.approvals.start()
         self.server.start()
+        self.leadership.start()  # webhooks arriving before the first election round are held, not lost
         if self.parts.settings.kubernetes.namespaces:
             self.scheduler.start()
         else:
@@ -227,6 +263,7 @@ class Agent:
         self.scheduler.shutdown()
         self.server.stop()
         self.worker.stop()
+        self.leadership.stop()  # after the worker: release the Lease only once nothing acts any more
         self.readiness.close()
 
     def _check_prometheus(self) -> str | None:

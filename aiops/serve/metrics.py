@@ -37,6 +37,16 @@ class AgentMetrics:
         self.worker_dropped = Counter("aiops_worker_dropped", "Incident updates dropped because the queue was full.",
                                       registry=r)
         self.handler_errors = Counter("aiops_handler_errors", "Incident handler runs that raised.", registry=r)
+        self.leader = Gauge("aiops_leader", "1 while this agent may plan and act (it holds the leader Lease, or "
+                            "leader election is off), else 0.", registry=r)
+        self.leader_transitions = Counter("aiops_leader_transitions", "Times this agent started or stopped leading.",
+                                          registry=r)
+        self.leader_lost = Counter("aiops_leader_lost", "Times this agent stopped leading, by reason (stolen, "
+                                   "renew_failed, released).", ["reason"], registry=r)
+        self.incidents_deferred = Gauge("aiops_incidents_deferred", "Incidents a follower holds until it leads.",
+                                        registry=r)
+        self.writes_fenced = Counter("aiops_writes_fenced", "Cluster writes refused because this agent was not "
+                                     "the leader at that moment.", registry=r)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""

@@ -31,6 +31,7 @@ class Readiness:
         self._lock = threading.Lock()
         self._running: dict[str, concurrent.futures.Future] = {}
         self._cached: tuple[float, dict[str, str]] | None = None
+        self._info: dict[str, Callable[[], object]] = {}
 
     async def check(self) -> tuple[bool, dict[str, str]]:
         """``(ready, {name: "ok" | reason})``; ready only when every check says ok."""
@@ -45,6 +46,15 @@ class Readiness:
                 results = self._run_all()
                 self._cached = (time.monotonic(), results)
         return all(v == OK for v in results.values()), dict(results)
+
+    def add_info(self, name: str, describe: Callable[[], object]) -> None:
+        """Show ``describe()`` (JSON-able, cheap, never blocking) under ``name`` on every probe answer, without it
+        deciding readiness (e.g. leader/follower: a follower is ready)."""
+        self._info[name] = describe
+
+    def info(self) -> dict[str, object]:
+        """The extra facts registered with ``add_info``, freshly described."""
+        return {name: describe() for name, describe in self._info.items()}
 
     def invalidate(self) -> None:
         """Forget cached results, so the next probe runs the checks again."""

@@ -158,7 +158,7 @@ async def _healthz(request: web.Request) -> web.Response:
 def _readyz_handler(readiness: Readiness):
     async def readyz(request: web.Request) -> web.Response:
         ready, checks = await readiness.check()
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        return web.json_response({"ready": ready, "checks": checks, **readiness.info()}, status=200 if ready else 503)
     return readyz
 
 

@@ -8,7 +8,8 @@ from aiops.sim.patching import PatchError, json_patch, merge_patch, strategic_me
 RESOURCE = {"Deployment": ("deployments", "apps"), "Scale": ("deployments/scale", "apps"),
             "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
             "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", ""),
-            "PodDisruptionBudget": ("poddisruptionbudgets", "policy")}
+            "PodDisruptionBudget": ("poddisruptionbudgets", "policy"),
+            "Lease": ("leases", "coordination.k8s.io")}
 
 
 class ApiError(Exception):

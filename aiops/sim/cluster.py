@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 from aiops.sim import objects as ob
 from aiops.sim.apierrors import RESOURCE, ApiError, apply_patch, check_version, not_found
+from aiops.sim.leases import API_VERSION as LEASE_API_VERSION
+from aiops.sim.leases import check_lease_body, require_resource_version, validate_lease
 from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
-KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget")
+KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget", "Lease")
 # Deployment annotations the real controller does not copy onto the new ReplicaSet (it copies all others).
 _NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ob.REVISION_ANNOTATION,
                "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
@@ -102,7 +104,9 @@ class SimCluster:
                          "disruptionsAllowed": max(0, healthy - desired)}
 
     def create(self, kind: str, namespace: str, obj: dict) -> dict:
-        """Create an object the way POST does (used for Events and Namespaces)."""
+        """Create an object the way POST does (used for Events, Namespaces and Leases)."""
+        if kind == "Lease":
+            check_lease_body(obj)
         with self.lock:
             meta = obj.setdefault("metadata", {})
             if meta.get("resourceVersion"):
@@ -123,6 +127,9 @@ class SimCluster:
             else:
                 meta["namespace"] = namespace
             obj.setdefault("apiVersion", "v1")
+            if kind == "Lease":
+                obj["apiVersion"] = LEASE_API_VERSION
+                validate_lease(obj)
             obj["kind"] = kind
             self._store(kind, obj)
             if kind == "Event":
@@ -137,6 +144,9 @@ class SimCluster:
                 raise not_found(kind, name)
             patched = apply_patch(current, body, patch_type)
             check_version(kind, name, current, patched)
+            if kind == "Lease":
+                check_lease_body(patched)
+                validate_lease(patched)
             for key in ("uid", "creationTimestamp", "generation", "namespace", "name"):
                 if key in current["metadata"]:
                     patched["metadata"][key] = current["metadata"][key]
@@ -150,6 +160,31 @@ class SimCluster:
             if kind == "Deployment":
                 self._reconcile(patched, self.clock.now())
             return copy.deepcopy(self._objects[kind][(namespace, name)])
+
+    def replace(self, kind: str, namespace: str, name: str, obj) -> tuple[int, dict]:
+        """PUT an object (Leases only): (201, created) when it did not exist, else (200, replaced). A stale
+        ``metadata.resourceVersion`` is a 409 Conflict; a missing one a 422, like the Lease strategy."""
+        check_lease_body(obj)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name", name) != name:
+            raise ApiError(400, "BadRequest", f"the name of the object ({meta['name']}) does not match the name on "
+                                              f"the URL ({name})")
+        with self.lock:
+            current = self._objects[kind].get((namespace, name))
+            if current is None:
+                meta.pop("resourceVersion", None)
+                meta["name"] = name
+                return 201, self.create(kind, namespace, obj)
+            require_resource_version(obj)
+            check_version(kind, name, current, obj)
+            for key in ("uid", "creationTimestamp"):
+                meta[key] = current["metadata"][key]
+            meta["namespace"] = namespace
+            obj.update(apiVersion=current["apiVersion"], kind=kind)
+            validate_lease(obj)
+            if obj != current:
+                self._store(kind, obj)
+            return 200, copy.deepcopy(self._objects[kind][(namespace, name)])
 
     def get_scale(self, namespace: str, name: str) -> dict:
         """The autoscaling/v1 Scale of a Deployment. Raises ``ApiError`` 404."""

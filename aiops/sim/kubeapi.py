@@ -1,7 +1,7 @@
 """A real HTTP server speaking the Kubernetes REST API over a ``SimCluster``.
 
-Just enough of core/v1 and apps/v1 for the agent (pods, logs, events, services, namespaces, deployments and their
-scale subresource, replicasets), with the apiserver's Status errors, so the official client runs unchanged.
+Just enough of core/v1, apps/v1 and coordination.k8s.io/v1 for the agent (pods, logs, events, services, namespaces,
+deployments and their scale subresource, replicasets, leases for leader election), with the apiserver's Status errors, so the official client runs unchanged.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",
 CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace"}
 APPS = {"deployments": "Deployment", "replicasets": "ReplicaSet"}
 POLICY = {"poddisruptionbudgets": "PodDisruptionBudget"}
+COORDINATION = {"leases": "Lease"}
 _CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?$")
 _APPS_NS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<res>deployments|replicasets)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>scale))?)?$")
 # Kubernetes 1.20 serves PodDisruptionBudgets only as policy/v1beta1, and so does the simulator.
 _POLICY_NS = re.compile(r"^/apis/policy/v1beta1/namespaces/(?P<ns>[^/]+)/poddisruptionbudgets(?:/(?P<name>[^/]+))?$")
+_LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$")
 _NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
 _ALL_NS = re.compile(r"^/(?:api/v1|apis/apps/v1)/(?P<res>pods|events|services|deployments|replicasets)$")
 
@@ -62,7 +64,10 @@ class KubeApiServer(BackgroundHttpServer):
     def _route(self, method, path, query, headers, body):
         static = {"/version": VERSION, "/api": _api_versions(self.url), "/apis": _API_GROUPS,
                   "/api/v1": _resource_list("v1", CORE), "/apis/apps/v1": _resource_list("apps/v1", APPS),
-                  "/apis/policy/v1beta1": _resource_list("policy/v1beta1", POLICY)}
+                  "/apis/policy/v1beta1": _resource_list("policy/v1beta1", POLICY),
+                  "/apis/coordination.k8s.io": {"kind": "APIGroup", "apiVersion": "v1",
+                                                **_group("coordination.k8s.io", "v1")},
+                  "/apis/coordination.k8s.io/v1": _resource_list("coordination.k8s.io/v1", COORDINATION)}
         if path in static and method == "GET":
             return _json(200, static[path])
         if m := _CORE_NS.match(path):
@@ -71,6 +76,8 @@ class KubeApiServer(BackgroundHttpServer):
             return self._resource(method, APPS[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
         if m := _POLICY_NS.match(path):
             return self._resource(method, "PodDisruptionBudget", m["ns"], m["name"], None, query, headers, body)
+        if m := _LEASES.match(path):
+            return self._lease(method, m["ns"], m["name"], query, headers, body)
         if m := _NAMESPACES.match(path):
             return self._resource(method, "Namespace", "", m["name"], None, query, headers, body)
         if (m := _ALL_NS.match(path)) and method == "GET":
@@ -104,14 +111,23 @@ class KubeApiServer(BackgroundHttpServer):
             return _json(200, self.cluster.patch(kind, ns, name, doc, patch_type))
         return _method_not_allowed()
 
+    def _lease(self, method, ns, name, query, headers, body):
+        if name is None and method == "POST":
+            return _json(201, self.cluster.create("Lease", ns, _parse_json(body)))
+        if name is not None and method == "PUT":
+            return _json(*self.cluster.replace("Lease", ns, name, _parse_json(body)))
+        if method in ("GET", "PATCH"):
+            return self._resource(method, "Lease", ns, name, None, query, headers, body)
+        return _method_not_allowed()
+
     def _list(self, kind: str, ns: str | None, query: dict) -> dict:
         selector = query.get("labelSelector", [None])[0]
         items = self.cluster.list(kind, ns, selector)
         for item in items:  # the real API leaves kind and apiVersion to the list, not its items
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        api_version = {"PodDisruptionBudget": "policy/v1beta1"}.get(kind, "apps/v1" if kind in APPS.values()
-                                                                    else "v1")
+        api_version = {"PodDisruptionBudget": "policy/v1beta1", "Lease": "coordination.k8s.io/v1"}.get(
+            kind, "apps/v1" if kind in APPS.values() else "v1")
         return {"kind": f"{kind}List", "apiVersion": api_version,
                 "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items}
 
@@ -198,13 +214,15 @@ def _group(name: str, version: str) -> dict:
 
 
 _API_GROUPS = {"kind": "APIGroupList", "apiVersion": "v1",
-               "groups": [_group("apps", "v1"), _group("autoscaling", "v1"), _group("policy", "v1beta1")]}
+               "groups": [_group("apps", "v1"), _group("autoscaling", "v1"), _group("policy", "v1beta1"),
+                          _group("coordination.k8s.io", "v1")]}
 
 
 def _resource_list(group_version: str, resources: dict) -> dict:
     verbs = ["get", "list", "patch"]
     items = [{"name": res, "singularName": kind.lower(), "namespaced": kind != "Namespace", "kind": kind,
-              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget") else [])}
+              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget", "Lease") else [])
+              + (["update"] if kind == "Lease" else [])}
              for res, kind in resources.items()]
     if group_version == "apps/v1":
         items.append({"name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",

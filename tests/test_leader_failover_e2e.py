@@ -1,0 +1,160 @@
+"""Two ``aiops serve`` processes against the real kube-apiserver: kill -9 the leader, the follower takes over.
+And the Lease permissions the README documents, checked under RBAC.
+
+Each agent is the real CLI in its own process, configured through a YAML file like a user's. The follower receives
+an alert while following and holds it; after the leader is killed (no release, no goodbye) the follower must win
+the Lease after the lease duration, hand over what it held, and release the Lease when stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from kubernetes import client as k8s
+
+from aiops.clients.kube import KubeClient
+from aiops.serve.leader import LeaseElector
+from tests.support import kubestack
+from tests.support.polling import wait_until
+from tests.support.realstack import free_port
+from tests.test_agent_sim import alert_payload
+
+pytestmark = pytest.mark.kube
+
+REPO = Path(__file__).resolve().parent.parent
+DURATION = 2
+HTTP_TIMEOUT = 5.0
+
+
+class ServeProcess:
+    """``python -m aiops.cli serve --config FILE`` with its output in a log file."""
+
+    def __init__(self, kube, workdir: Path, namespace: str, identity: str) -> None:
+        self.identity = identity
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        token_file = workdir / "kube-token"
+        token_file.write_text(kube.token)
+        config = {
+            "webhook": {"listen": f"127.0.0.1:{self.port}"},
+            "kubernetes": {"host": kube.url, "token_file": str(token_file), "verify_ssl": False},
+            "state_dir": str(workdir / identity),
+            "log_format": "json",
+            "leader_election": {"enabled": True, "namespace": namespace, "identity": identity,
+                                "lease_duration_seconds": DURATION, "renew_deadline_seconds": 1.5,
+                                "retry_period_seconds": 0.2},
+        }
+        self.config = workdir / f"{identity}.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.log = workdir / f"{identity}.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        with open(self.log, "wb") as out:
+            self.popen = subprocess.Popen([sys.executable, "-m", "aiops.cli", "serve", "--config", str(self.config)],
+                                          cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL)
+
+    def election(self) -> dict:
+        """The ``leader_election`` entry of ``/readyz`` (raises while the server is not up yet)."""
+        if self.popen.poll() is not None:
+            raise AssertionError(f"{self.identity} exited with {self.popen.returncode}:\n{self.tail()}")
+        return requests.get(f"{self.url}/readyz", timeout=HTTP_TIMEOUT).json()["leader_election"]
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> int | None:
+        """SIGTERM (the agent stops cleanly and releases the Lease); kill if it hangs."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+        return self.popen.returncode
+
+
+def test_killing_the_leader_process_hands_over_to_the_follower(kube_real, tmp_path):
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    kube_real.create_namespace(namespace)
+    api = kube_real.client()
+    a = ServeProcess(kube_real, tmp_path, namespace, "serve-a")
+    b = None
+    try:
+        wait_until(lambda: a.election()["state"] == "leader", 60, "serve-a leads")
+        b = ServeProcess(kube_real, tmp_path, namespace, "serve-b")
+        wait_until(lambda: b.election()["holder"] == "serve-a", 60, "serve-b follows serve-a")
+        assert b.election()["state"] == "follower"
+
+        payload = alert_payload("shop", "cart", time.time() - 60)
+        response = requests.post(f"{b.url}/webhook/alertmanager", json=payload, timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200
+        wait_until(lambda: b.election()["held_incidents"] == 1, 10, "serve-b holds the alert's incident")
+
+        a.popen.kill()  # SIGKILL: no release, the Lease still names serve-a
+        a.popen.wait(timeout=10)
+        killed = time.monotonic()
+        assert api.get_lease(namespace, "aiops-leader")["spec"]["holderIdentity"] == "serve-a"
+        wait_until(lambda: b.election()["state"] == "leader", 3 * DURATION + 5, "serve-b takes over")
+        print(f"\nfailover after kill -9: {time.monotonic() - killed:.2f}s (lease {DURATION}s, retry 0.2s)")
+        assert api.get_lease(namespace, "aiops-leader")["spec"]["holderIdentity"] == "serve-b"
+        wait_until(lambda: b.election()["held_incidents"] == 0, 10, "serve-b hands the held incident over")
+
+        assert b.stop() == 0
+        assert api.get_lease(namespace, "aiops-leader")["spec"]["holderIdentity"] == ""  # released on SIGTERM
+    except BaseException:
+        for proc in (a, b):
+            if proc is not None:
+                print(f"--- {proc.identity}\n{proc.tail()}")
+        raise
+    finally:
+        for proc in (a, b):
+            if proc is not None:
+                proc.stop()
+        api.close()
+        kube_real.delete_namespace(namespace)
+
+
+def test_the_documented_lease_permissions_are_enough_and_needed(tmp_path):
+    """get/create/update on leases, nothing more: an agent with that Role leads; one without it says why."""
+    allowed, denied = uuid.uuid4().hex, uuid.uuid4().hex
+    stack = kubestack.start_kube(authorization_mode="RBAC",
+                                 extra_tokens={allowed: ("aiops-agent", []), denied: ("nobody", [])})
+    try:
+        namespace = "aiops-system"
+        stack.create_namespace(namespace)
+        with stack._api() as admin:
+            rbac = k8s.RbacAuthorizationV1Api(admin)
+            rbac.create_namespaced_role(namespace, {
+                "metadata": {"name": "aiops-leader-election"},
+                "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                           "verbs": ["get", "create", "update"]}]})
+            rbac.create_namespaced_role_binding(namespace, {
+                "metadata": {"name": "aiops-leader-election"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "aiops-leader-election"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "aiops-agent"}]})
+        agent_client = KubeClient.for_host(stack.url, allowed)
+        nobody_client = KubeClient.for_host(stack.url, denied)
+        agent = LeaseElector(agent_client, namespace, "aiops-leader", "agent", lease_duration=2, renew_deadline=1.5,
+                             retry_period=0.2)
+        nobody = LeaseElector(nobody_client, namespace, "aiops-leader", "nobody", lease_duration=2,
+                              renew_deadline=1.5, retry_period=0.2)
+        # RBAC caches can lag the Role's creation by a moment: poll rather than assume.
+        wait_until(agent.step, 10, "the agent acquires the Lease with get/create/update")
+        assert agent.step() is True  # renews
+        assert nobody.step() is False
+        assert "403" in nobody.status().error and "forbidden" in nobody.status().error.lower()
+        assert agent.release() is True
+        agent_client.close()
+        nobody_client.close()
+    finally:
+        stack.stop()
