@@ -133,3 +133,23 @@ def test_http_approval_is_refused_when_no_token_is_configured(sim, journal):
         assert response.status_code == 403 and "token" in response.json()["error"] and approved == []
     finally:
         server.stop()
+
+
+def test_refusals_are_audited_as_events_except_out_of_scope_ones(sim, journal):
+    from aiops.domain.plans import Blocked
+    from aiops.remediate.audit import TransitionEvents
+
+    cluster, clock, kube = sim
+    run = runner(sim, ScriptedProbe({}), journal)
+    run.observers.append(TransitionEvents(kube, clock))
+    cooling = make_plan()
+    run.record_blocked(Blocked("cooldown", "acted 10s ago", cooling))
+    run.record_blocked(Blocked("cooldown", "again", cooling))  # once per plan
+    assert [r["state"] for r in journal.history(cooling.id)] == ["blocked"]
+    events = [e for e in kube.list_events("shop") if e["reason"] == "AiopsPlan"]
+    assert len(events) == 1 and cooling.id in events[0]["message"] and "blocked" in events[0]["message"]
+
+    outside = make_plan(playbook="restart-workload", action="restart")
+    run.record_blocked(Blocked("out_of_scope", "namespace not allowed", outside))
+    assert [r["state"] for r in journal.history(outside.id)] == ["blocked"], "journaled for the audit trail"
+    assert len([e for e in kube.list_events("shop") if e["reason"] == "AiopsPlan"]) == 1, "but no Event written"

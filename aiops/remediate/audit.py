@@ -10,8 +10,11 @@ from aiops.domain.plans import Mode
 from aiops.domain.protocols import Clock
 from aiops.remediate.actions.base import KubeApi, write_event
 from aiops.remediate.machine import PlanExecution
+from aiops.remediate.planner import LABEL_SCOPE, OUT_OF_SCOPE
 
 PLAN_REASON = "AiopsPlan"
+# A plan refused for being out of scope leaves no trace on the object: the agent never writes there.
+SILENT_REASONS = frozenset({OUT_OF_SCOPE, LABEL_SCOPE})
 
 
 class TransitionEvents:
@@ -23,7 +26,7 @@ class TransitionEvents:
 
     def __call__(self, exe: PlanExecution, state: str, note: str, data: dict) -> None:
         plan = exe.execution.plan
-        if plan.mode is not Mode.ACT:
+        if plan.mode is not Mode.ACT or data.get("reason") in SILENT_REASONS:
             return
         write_event(self.kube, self.clock, plan, f"state-{state}".replace("_", "-"),
                     f"plan {plan.id} ({plan.playbook}) {state}: {note}", PLAN_REASON)

@@ -73,7 +73,7 @@ class PlaybookRunner:
             # patch landed, the restarted agent still knows what to undo.
             intended = action.apply(plan, dry_run=True)
         except Exception as exc:  # noqa: BLE001 - cannot even read the object: nothing was changed
-            exe.error(note=f"cannot read {plan.target}: {exc}", data={"error": repr(exc)})
+            exe.error(note=f"cannot prepare {plan.playbook} on {plan.target}: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.start(note=f"applying {plan.playbook} to {plan.target}",
                   data={"before": dict(before), "baseline": dict(baseline or {}), "intended": intended.as_dict(),
