@@ -119,7 +119,20 @@ def start_kube(workdir: Path | None = None, authorization_mode: str = "AlwaysAll
 
     ``authorization_mode`` may be ``"RBAC"``: the stack's own token is then in ``system:masters``.
     ``extra_tokens`` maps more bearer tokens to (user, groups), e.g. to test an RBAC-limited agent.
+    A port taken between choosing it and binding it (another server of the same test run) is retried with
+    fresh ports.
     """
+    for attempt in range(3):
+        try:
+            return _start_kube_once(workdir, authorization_mode, extra_tokens, timeout)
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_kube_once(workdir: Path | None, authorization_mode: str,
+                     extra_tokens: dict[str, tuple[str, list[str]]] | None, timeout: float) -> KubeStack:
     if not available():
         raise RuntimeError(f"the kube binaries are not built: run `make kube` / {BUILD_SCRIPT}")
     # etcd fsyncs every write: on tmpfs that costs nothing, and the data is throwaway anyway.
