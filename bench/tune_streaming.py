@@ -56,6 +56,10 @@ replayed; standard profile unless said; "+ch" = an extra channel whose ratio joi
 * Capping what enters a channel's memory at 1.5 / 2 / 4 / 10 x the previous max (so one huge spike does not hide
   the next event): 63.2-66.2, no gain. Requiring the shape ratio to beat beta x the 4000-point max as well
   (beta 0.2-0.7): 49.6-57.9, much worse: local surprise is what works.
+* Mean-removed windows (pure shape, the level left to the level channel) as the shape channel: 56.4; added as a
+  fourth channel: 66.0 (whole-history memory) / 63.1 (recent memory).
+* A shape memory growing with the stream (max(500, t x 0.05-0.2), at most 4000) against long-file false alarms:
+  62.5-65.1, no gain.
 * Numenta-style anomaly likelihood on the combined score (short 1/3/10, long 1000/8640): 10.6-39.2 alone; as a max
   with the score 59.6-66.2 (never better).
 * Shape channel with the final post-processing: window 4 / 8 / 12: 61.9 / 62.6 / 65.1 (6: 66.2); k=5: 61.9.
