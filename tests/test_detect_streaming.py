@@ -116,3 +116,69 @@ def test_bad_configuration_names_the_field():
         StreamingDetector(window=0)
     with pytest.raises(InputError):
         StreamingDetector(no_such_knob=1)
+
+
+@pytest.mark.parametrize("cut", [150, 251, 777, 1100])
+def test_score_at_t_does_not_change_when_any_future_point_changes(cut):
+    """Online: replacing everything after ``cut`` (including with new levels the novelty channels would notice)
+    leaves every score up to and including ``cut`` identical, whatever the refit phase."""
+    values = _noisy(10)
+    future = values.copy()
+    future[cut + 1:] = np.random.default_rng(cut).normal(500.0, 50.0, N - cut - 1)
+    a = StreamingDetector().score_series(_ts(N), values)
+    b = StreamingDetector().score_series(_ts(N), future)
+    np.testing.assert_array_equal(a[:cut + 1], b[:cut + 1])
+    assert b[cut + 1:].max() > 0.5
+
+
+def test_the_benchmark_scores_every_file_with_one_default_configuration():
+    from aiops.detect.streaming import StreamingConfig
+    from bench.nab import DETECTORS
+
+    detectors = [DETECTORS["aiops"]() for _ in range(3)]
+    assert all(isinstance(d, StreamingDetector) for d in detectors)
+    assert all(d.config == StreamingConfig() for d in detectors)
+
+
+def test_running_max_matches_a_brute_force_window():
+    from aiops.detect.streaming import _RunningMax
+
+    rng = np.random.default_rng(11)
+    values = rng.exponential(1.0, 400)
+    for size in (1, 7, 50):
+        running = _RunningMax(size)
+        assert running.max() is None
+        for i, v in enumerate(values):
+            running.push(float(v))
+            assert running.max() == values[max(0, i - size + 1):i + 1].max()
+
+
+def test_novelty_channels_notice_a_new_level_soon_after_a_big_spike():
+    """A big spike raises the shape channel's bar for ``recent`` points, so a moderate shift to a never-seen level
+    right after it is no local record; the trend channel, judged against the whole history, still alarms."""
+    values = _noisy(12)
+    values[700] += 40.0
+    values[900:] += 8.0
+    with_novelty = StreamingDetector().score_series(_ts(N), values)
+    shape_only = StreamingDetector(novelty=False).score_series(_ts(N), values)
+    assert with_novelty[700] > 0.5 and shape_only[700] > 0.5
+    assert with_novelty[895:960].max() > 0.5
+    assert shape_only[895:960].max() < 0.5
+    assert len(StreamingDetector(novelty=False).novelty_models_) == 0
+
+
+def test_a_bigger_event_right_after_an_alarm_escalates_through_suppression():
+    values = _noisy(13)
+    values[1000] += 8.0   # a modest new record: it alarms and starts a quiet spell
+    values[1020] += 60.0  # a far bigger event inside that spell
+    escalating = StreamingDetector().score_series(_ts(N), values)
+    quiet = StreamingDetector(escalation=1.0).score_series(_ts(N), values)
+    assert escalating[1000] >= 0.5 and quiet[1000] >= 0.5
+    assert escalating[1020] > escalating[1000] + 0.2
+    assert quiet[1001:1000 + 75].max() == 0.0
+
+
+def test_negative_suppression_knobs_are_refused():
+    for bad in ({"suppress": -1}, {"escalation": -0.1}, {"novelty_block": 0}):
+        with pytest.raises(InputError):
+            StreamingDetector(**bad)

@@ -1,27 +1,37 @@
 """An online anomaly detector for one metric series: PyOD on windowed features, refitted on a sliding history, with
-the raw outlier score judged against the recent past and repeated alarms suppressed.
+each raw outlier score judged against the past and repeated alarms suppressed.
 
 Pipeline for each new point ``x_t`` (everything uses only points up to ``t``):
 
-1. **Features**: the last ``window`` values (optionally plus the means of ``coarse_count`` blocks of
-   ``coarse_block`` points), scaled by the inner-quantile range of the training history, so the model sees shapes in
+1. **Scaling**: values are scaled by the inner-quantile range of the training history, so the models see shapes in
    units of "what this series usually spans" and one old spike does not shrink every later change.
-2. **Inner detector**: a PyOD model (``KNN`` by default; ``LOF``, ``HBOS``, ``IForest`` selectable) with its
-   ``fit`` / ``decision_function`` / ``threshold_`` contract, fitted on the feature rows of the last ``history``
-   points and refitted every ``refit_every`` points. A point is scored by the model fitted *before* it.
-3. **Relative novelty**: the raw score divided by the largest raw score of the previous ``recent`` points,
-   ``x = raw / recent_max``, mapped to ``x / (1 + x)``: 0.5 means "as unusual as the most unusual thing lately",
-   above 0.5 "more unusual than anything lately". Noisy series raise their own bar, so one global threshold serves
-   series of very different character.
-4. **Suppression**: after a score reaches ``alarm_level`` (0.5: a new recent record) the next ``suppress`` points
-   score 0, so one event is one alarm; the first ``warmup`` points score 0 while the model has too little history.
+2. **Three PyOD channels**, each fitted on the feature rows of the last ``history`` points and refitted every
+   ``refit_every`` points (a point is scored by the models fitted *before* it):
 
-``score_series`` runs the pipeline over an array in blocks (one ``decision_function`` call per refit interval);
-``update`` does the same one point at a time and gives the same scores.
+   * *shape*: the last ``window`` scaled values (optionally plus the means of ``coarse_count`` blocks of
+     ``coarse_block`` points) in the ``detector`` model (``KNN`` by default; ``LOF``, ``HBOS``, ``IForest``
+     selectable);
+   * *level* (when ``novelty`` is on): the current scaled value alone in a KNN: a value the series never took;
+   * *trend* (when ``novelty`` is on): the means of ``novelty_blocks`` blocks of ``novelty_block`` points in a
+     KNN: a slow shape the short window cannot see.
+3. **Relative novelty**: each channel's raw score divided by the largest raw score of that channel in the past:
+   over the previous ``recent`` points for the shape channel (local surprise), over the whole kept ``history`` for
+   the level and trend channels (only never-seen-before counts, so they add few false alarms). The combined ratio
+   is the largest of the three, mapped to ``x / (1 + x)``: 0.5 means "as unusual as the most unusual thing in that
+   channel's memory", above 0.5 "a new record". Noisy series raise their own bar, so one global threshold serves
+   series of very different character.
+4. **Suppression**: after a score reaches ``alarm_level`` (0.5: a new record) the next ``suppress`` points score 0,
+   so one event is one alarm, unless a point beats the alarm's score by more than ``escalation`` (a bigger event
+   right behind a small one still alarms, and re-arms the quiet spell). The first ``warmup`` points score 0 while
+   the models have too little history.
+
+``score_series`` runs the pipeline over an array in blocks (one ``decision_function`` call per channel and refit
+interval); ``update`` does the same one point at a time and gives the same scores.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,48 +56,93 @@ class StreamingConfig:
     scale_quantile: float = 0.05
     recent: int = 500
     alarm_level: float = 0.5
-    suppress: int = 50
+    suppress: int = 75
+    escalation: float = 0.2
+    novelty: bool = True
+    novelty_block: int = 8
+    novelty_blocks: int = 6
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.detector not in INNER_DETECTORS:
             raise InputError("streaming.detector", f"must be one of {INNER_DETECTORS}, got {self.detector!r}")
-        for name in ("window", "n_neighbors", "history", "refit_every", "recent"):
+        for name in ("window", "n_neighbors", "history", "refit_every", "recent", "novelty_block", "novelty_blocks"):
             if getattr(self, name) < 1:
                 raise InputError(f"streaming.{name}", f"must be >= 1, got {getattr(self, name)}")
         if self.warmup < self.span + 2:
             raise InputError("streaming.warmup", f"must be >= feature span + 2 = {self.span + 2}, got {self.warmup}")
         if not 0.0 <= self.scale_quantile < 0.5:
             raise InputError("streaming.scale_quantile", f"must be in [0, 0.5), got {self.scale_quantile}")
+        if self.suppress < 0 or self.escalation < 0:
+            raise InputError("streaming.suppress", f"suppress and escalation must be >= 0, got "
+                                                   f"{self.suppress} and {self.escalation}")
+
+    @property
+    def shape_span(self) -> int:
+        """How many points one shape-channel row looks back over (the current point included)."""
+        return max(self.window, self.coarse_block * self.coarse_count)
 
     @property
     def span(self) -> int:
-        """How many points one feature row looks back over (the current point included)."""
-        return max(self.window, self.coarse_block * self.coarse_count)
+        """How many points the longest feature row looks back over (the current point included)."""
+        trend = self.novelty_block * self.novelty_blocks if self.novelty else 1
+        return max(self.shape_span, trend)
 
 
-def _make_inner(cfg: StreamingConfig, n_train: int):
-    """A fresh PyOD detector for ``n_train`` training rows."""
+def _make_inner(cfg: StreamingConfig, n_train: int, detector: str | None = None):
+    """A fresh PyOD detector for ``n_train`` training rows (``detector`` overrides the configured one)."""
+    detector = detector or cfg.detector
     k = max(1, min(cfg.n_neighbors, n_train - 1))
-    if cfg.detector == "knn":
+    if detector == "knn":
         from pyod.models.knn import KNN
         return KNN(n_neighbors=k, method="mean")
-    if cfg.detector == "lof":
+    if detector == "lof":
         from pyod.models.lof import LOF
         return LOF(n_neighbors=k, novelty=True)
-    if cfg.detector == "hbos":
+    if detector == "hbos":
         from pyod.models.hbos import HBOS
         return HBOS()
     from pyod.models.iforest import IForest
     return IForest(n_estimators=50, random_state=cfg.seed)
 
 
+def _block_means(z: np.ndarray, block: int, count: int, n_rows: int) -> list[np.ndarray]:
+    """For each of the last ``n_rows`` points of ``z``: the means of the ``count`` blocks of ``block`` points ending
+    there (newest block first)."""
+    csum = np.concatenate([[0.0], np.cumsum(z)])
+    ends = np.arange(len(z) - n_rows, len(z)) + 1  # exclusive end of the newest block
+    return [(csum[ends - j * block] - csum[ends - (j + 1) * block]) / block for j in range(count)]
+
+
+class _RunningMax:
+    """The maximum of the last ``size`` values pushed (amortised O(1) per value)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._n = 0
+        self._q: deque[tuple[int, float]] = deque()  # (index, value), values decreasing
+
+    def max(self) -> float | None:
+        """The maximum of the last ``size`` values, or None before the first push."""
+        return self._q[0][1] if self._q else None
+
+    def push(self, value: float) -> None:
+        """Add ``value``; the oldest value leaves once more than ``size`` were pushed."""
+        while self._q and self._q[-1][1] <= value:
+            self._q.pop()
+        self._q.append((self._n, value))
+        self._n += 1
+        while self._q[0][0] <= self._n - 1 - self.size:
+            self._q.popleft()
+
+
 class StreamingDetector:
     """Online anomaly scores in [0, 1] for one univariate series; each score uses only the past.
 
     ``StreamingDetector(**config).score_series(timestamps, values)`` scores a whole array;
-    ``update(value, ts)`` scores one new point. ``inner_`` is the current PyOD model (``fit``,
-    ``decision_function``, ``threshold_``); ``last_raw_`` the inner detector's raw score of the last point.
+    ``update(value, ts)`` scores one new point. ``inner_`` is the current shape-channel PyOD model (``fit``,
+    ``decision_function``, ``threshold_``); ``novelty_models_`` the level and trend channels' models (empty with
+    ``novelty=False``); ``last_raw_`` the shape channel's raw score of the last point.
     """
 
     def __init__(self, **config) -> None:
@@ -95,14 +150,20 @@ class StreamingDetector:
             self.config = StreamingConfig(**config)
         except TypeError as exc:
             raise InputError("streaming", str(exc)) from None
+        cfg = self.config
         self.inner_ = None
+        self.novelty_models_: list = []
         self.last_raw_ = 0.0
         self._n = 0                        # points seen
         self._values: list[float] = []     # the most recent values (enough for the next fit)
-        self._raw: list[float] = []        # the most recent raw scores since warm-up (enough for ``recent``)
+        # each channel's raw scores since warm-up, remembered as a running max over that channel's memory
+        self._memory = [_RunningMax(cfg.recent)]
+        if cfg.novelty:
+            self._memory += [_RunningMax(cfg.history), _RunningMax(cfg.history)]
         self._scale = (0.0, 1.0)
         self._raw_floor = 0.0
         self._quiet_until = -1
+        self._quiet_level = 0.0
 
     # -- public API -------------------------------------------------------------------------------------------------
 
@@ -146,39 +207,37 @@ class StreamingDetector:
         if start < cfg.warmup:
             return np.zeros(len(chunk))
         context = np.asarray(self._values[-(len(chunk) + cfg.span - 1):], dtype=np.float64)
-        raw = np.asarray(self.inner_.decision_function(self._features(context)), dtype=np.float64)
-        raw = np.maximum(raw - self._raw_floor, 0.0)
+        raws = []
+        for model, features in zip([self.inner_] + self.novelty_models_, self._channel_features(context, len(chunk))):
+            raws.append(np.asarray(model.decision_function(features), dtype=np.float64))
+        raws[0] = np.maximum(raws[0] - self._raw_floor, 0.0)
         scores = np.empty(len(chunk))
-        for j, r in enumerate(raw.tolist()):
-            scores[j] = self._post(start + j, r)
+        for j in range(len(chunk)):
+            scores[j] = self._post(start + j, [float(r[j]) for r in raws])
         return scores
 
     def _trim(self) -> None:
-        """Keep only what the next fit and the recent-max need, so a long-running detector stays small."""
+        """Keep only what the next fit needs, so a long-running detector stays small."""
         keep = self.config.history + self.config.span
         if len(self._values) > 2 * keep:
             del self._values[:-keep]
-        if len(self._raw) > 2 * self.config.recent:
-            del self._raw[:-self.config.recent]
 
-    def _features(self, vals: np.ndarray) -> np.ndarray:
-        """One row per point of ``vals`` from index ``span - 1`` on: the last ``window`` scaled values, then the means
-        of the last ``coarse_count`` blocks of ``coarse_block`` points (the longer context a short window misses)."""
+    def _channel_features(self, vals: np.ndarray, n_rows: int) -> list[np.ndarray]:
+        """Feature rows of the last ``n_rows`` points of ``vals`` for each channel (shape, then level and trend)."""
         cfg = self.config
         lo, scale = self._scale
         z = (vals - lo) / scale
-        n_rows = len(z) - cfg.span + 1
-        fine = np.lib.stride_tricks.sliding_window_view(z, cfg.window)[-n_rows:]
-        if cfg.coarse_block <= 0:
-            return fine
-        b = cfg.coarse_block
-        csum = np.concatenate([[0.0], np.cumsum(z)])
-        ends = np.arange(cfg.span - 1, len(z)) + 1  # exclusive end of the newest block
-        coarse = [(csum[ends - j * b] - csum[ends - (j + 1) * b]) / b for j in range(cfg.coarse_count)]
-        return np.column_stack([fine] + coarse)
+        shape = np.lib.stride_tricks.sliding_window_view(z, cfg.window)[-n_rows:]
+        if cfg.coarse_block > 0:
+            shape = np.column_stack([shape] + _block_means(z, cfg.coarse_block, cfg.coarse_count, n_rows))
+        if not cfg.novelty:
+            return [shape]
+        level = z[-n_rows:, None]
+        trend = np.column_stack(_block_means(z, cfg.novelty_block, cfg.novelty_blocks, n_rows))
+        return [shape, level, trend]
 
     def _refit(self) -> None:
-        """Fit the inner detector on the feature rows of the last ``history`` points."""
+        """Fit every channel's model on the feature rows of the last ``history`` points."""
         cfg = self.config
         vals = np.asarray(self._values[-(cfg.history + cfg.span - 1):], dtype=np.float64)
         q = cfg.scale_quantile
@@ -186,26 +245,34 @@ class StreamingDetector:
         # a flat history must not turn every rounding difference into an alarm
         scale = max(hi - lo, 1e-3 * max(abs(lo), abs(hi)), 1e-9)
         self._scale = (lo, scale)
-        X = self._features(vals)
-        rng = np.random.default_rng(cfg.seed)
-        X = X + rng.normal(0.0, 1e-4, size=X.shape)  # ties of quantised data break neighbour methods
-        self.inner_ = _make_inner(cfg, len(X)).fit(X)
+        n_rows = len(vals) - cfg.span + 1
+        models = []
+        for c, X in enumerate(self._channel_features(vals, n_rows)):
+            rng = np.random.default_rng(cfg.seed)
+            X = X + rng.normal(0.0, 1e-4, size=X.shape)  # ties of quantised data break neighbour methods
+            models.append(_make_inner(cfg, len(X), None if c == 0 else "knn").fit(X))
+        self.inner_, self.novelty_models_ = models[0], models[1:]
         # the ratio in ``_post`` needs scores with a natural zero: distances have one, tree and histogram scores do
         # not, so theirs is put at the lowest training score
         self._raw_floor = 0.0 if cfg.detector in ("knn", "lof") else float(np.min(self.inner_.decision_scores_))
 
-    def _post(self, i: int, raw: float) -> float:
-        """Score of point ``i`` from its raw score: novelty relative to the recent maximum, with suppression."""
+    def _post(self, i: int, raws: list[float]) -> float:
+        """Score of point ``i`` from its channels' raw scores: novelty relative to each channel's past maximum, the
+        largest of them, with suppression."""
         cfg = self.config
-        recent = self._raw[-cfg.recent:]
-        self._raw.append(raw)
-        self.last_raw_ = raw
-        if not recent:
-            return 0.0
-        x = raw / max(max(recent), 1e-9)
+        self.last_raw_ = raws[0]
+        x = 0.0
+        for raw, memory in zip(raws, self._memory):
+            past = memory.max()
+            memory.push(raw)
+            if past is not None:
+                x = max(x, raw / max(past, 1e-9))
         score = x / (1.0 + x) if x > 0 else 0.0
         if i <= self._quiet_until:
-            return 0.0
-        if score >= cfg.alarm_level and cfg.suppress > 0:
-            self._quiet_until = i + cfg.suppress
+            if score <= self._quiet_level + cfg.escalation:
+                return 0.0
+        elif score < cfg.alarm_level:
+            return score
+        if cfg.suppress > 0:
+            self._quiet_until, self._quiet_level = i + cfg.suppress, score
         return score
