@@ -77,7 +77,11 @@ class PlaybookRunner:
                 before: Mapping[str, float], baseline: Mapping[str, float] | None) -> Execution:
         plan = exe.execution.plan
         try:
-            result = self.verifier.verify(plan, playbook.verify, before, baseline)
+            # An action that can judge its own result (retrain: the held-back comparison) does; others are
+            # judged by polling the playbook's signals.
+            own = getattr(action, "verify_change", None)
+            result = own(plan, change) if own is not None else \
+                self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution
