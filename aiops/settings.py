@@ -122,6 +122,25 @@ class GlmSettings(_Section):
         return self
 
 
+class LifecycleSettings(_Section):
+    """The detectors' model lifecycle: the scheduled drift check of each namespace's model in ``models_dir``.
+
+    A model whose drift score (largest over its workloads, in [0, 1]) reaches ``drift_threshold`` opens a
+    ``detector_drift`` incident answered by the ``retrain-detector`` playbook. ``models`` maps a namespace to its
+    model's name (default: the namespace's own name); namespaces without a saved model are skipped.
+    """
+
+    drift_check: bool = True
+    drift_interval_seconds: float = Field(default=3600.0, gt=0)
+    drift_window_seconds: float = Field(default=3600.0, gt=0)
+    drift_threshold: float = Field(default=0.3, gt=0, le=1)
+    models: dict[str, str] = Field(default_factory=dict)
+
+    def model_name(self, namespace: str) -> str:
+        """The model that watches ``namespace``."""
+        return self.models.get(namespace, namespace)
+
+
 class Settings(_Section):
     """The whole configuration file (YAML)."""
 
@@ -137,6 +156,7 @@ class Settings(_Section):
     models_dir: Path = STOCK_ROOT / "models"
     state_dir: Path = Path("var")
     log_format: Literal["json", "text"] = "json"
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

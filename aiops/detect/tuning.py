@@ -4,8 +4,9 @@
 ``min_run`` consecutive points over the detector's threshold, what ``WorkloadDetector.detect`` reports):
 
 - *labels*, when labelled incidents (``(start, end)`` per workload) fall in the held-back span: an incident is
-  caught when an alarm run overlaps it; a run that overlaps no incident is a false alarm.
-  ``precision = runs overlapping an incident / runs``, ``recall = incidents caught / incidents``.
+  caught when an alarm run starts inside it; a run starting anywhere else is a false alarm (also one that goes on
+  into an incident: an alarm that never stops must not look perfect).
+  ``precision = runs starting in an incident / runs``, ``recall = incidents caught / incidents``.
 - *stability* otherwise: the held-back data is taken as normal. Copies of it get a level shift of ``shift``
   robust standard deviations (of the held-back data itself, so two detectors are judged on the same copies) in one
   signal per workload over the second half of the span, rotating through the signals over ``copies`` copies. The
@@ -172,15 +173,17 @@ def workload_alarms(detector: WorkloadDetector, signals: Sequence[Series], start
 
 
 def event_score(alarms: Mapping[WorkloadKey, Sequence[tuple[float, float]]], incidents: Labels) -> tuple[int, int, int, int]:
-    """(incidents, caught, alarm runs, false alarm runs) of alarm runs against incident windows."""
+    """(incidents, caught, alarm runs, false alarm runs) of alarm runs against incident windows. A run counts where
+    it starts: inside a window it catches that incident; anywhere else it is a false alarm, even if it lasts into an
+    incident (an alarm that never stops would otherwise look perfect)."""
     total = caught = runs = false = 0
     for key in set(alarms) | set(incidents):
         windows = list(incidents.get(key, ()))
         mine = list(alarms.get(key, ()))
         total += len(windows)
-        caught += sum(any(a <= w_end and b >= w_start for a, b in mine) for w_start, w_end in windows)
+        caught += sum(any(w_start <= a <= w_end for a, _ in mine) for w_start, w_end in windows)
         runs += len(mine)
-        false += sum(not any(a <= w_end and b >= w_start for w_start, w_end in windows) for a, b in mine)
+        false += sum(not any(w_start <= a <= w_end for w_start, w_end in windows) for a, _ in mine)
     return total, caught, runs, false
 
 

@@ -14,6 +14,8 @@ from aiops.collect.kube import KubeCollector
 from aiops.collect.observations import ObservationCollector
 from aiops.collect.prometheus import PrometheusCollector
 from aiops.correlate.incidents import IncidentTracker
+from aiops.detect.lifecycle import ModelLifecycle
+from aiops.detect.store import ModelStore
 from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.glm import GlmAnalyzer
@@ -23,11 +25,13 @@ from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident
 from aiops.domain.observations import Topology
 from aiops.domain.protocols import Clock
+from aiops.remediate.actions import RetrainAction
 from aiops.remediate.journal import JsonlJournal, MemoryJournal
 from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
+from aiops.serve.drift_check import DriftCheck
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.probe import CollectorProbe
@@ -107,6 +111,9 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     probe_source = metrics_collector or collector
     verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
     runner = PlaybookRunner(kube, journal, verifier, playbooks, clock)
+    # retrain-detector refits models in the registry on the metrics it collects.
+    lifecycle = ModelLifecycle(ModelStore(settings.models_dir), probe_source, clock)
+    runner.actions["retrain"] = RetrainAction(kube, clock, lifecycle)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=PlanPolicy.from_settings(settings), runner=runner, history=journal,
                                 clock=clock, window=settings.loop)
@@ -136,6 +143,10 @@ class Agent:
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
+        self.drift_check = DriftCheck(parts.pipeline, ModelStore(settings.models_dir), settings.lifecycle,
+                                      tuple(settings.kubernetes.namespaces), self.metrics.detector_drift)
+        self.drift_scheduler = LoopScheduler(self.run_drift_check, settings.lifecycle.drift_interval_seconds,
+                                             run_immediately=False)
 
     def handle(self, incident: Incident) -> PipelineResult:
         """The worker's job: one incident through the pipeline, counted in the agent's metrics."""
@@ -159,11 +170,22 @@ class Agent:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
 
+    def run_drift_check(self) -> list:
+        """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
+        checks = self.drift_check.run()
+        for check in checks:
+            if check.result is not None:
+                self.results.append(check.result)
+        del self.results[:-100]
+        return checks
+
     def start(self) -> "Agent":
         self.worker.start()
         self.server.start()
         if self.parts.settings.kubernetes.namespaces:
             self.scheduler.start()
+            if self.parts.settings.lifecycle.drift_check:
+                self.drift_scheduler.start()
         else:
             log.warning("kubernetes.namespaces is empty: the scheduled loop is off; only webhooks are handled")
         log.info("aiops serving on %s (mode %s)", self.server.url, self.parts.settings.mode.value)
@@ -171,6 +193,7 @@ class Agent:
 
     def stop(self) -> None:
         self.scheduler.shutdown()
+        self.drift_scheduler.shutdown()
         self.server.stop()
         self.worker.stop()
         self.readiness.close()

@@ -37,6 +37,8 @@ class AgentMetrics:
         self.worker_dropped = Counter("aiops_worker_dropped", "Incident updates dropped because the queue was full.",
                                       registry=r)
         self.handler_errors = Counter("aiops_handler_errors", "Incident handler runs that raised.", registry=r)
+        self.detector_drift = Gauge("aiops_detector_drift", "Latest drift score of each detector model (0-1).",
+                                    ["model"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""
