@@ -37,10 +37,15 @@ NAMESPACE = "nab"
 THRESHOLD = 0.3
 
 
+def unix_seconds(stamps: pd.Series) -> np.ndarray:
+    """Naive NAB timestamps as unix seconds (read as UTC, like ``pd.Timestamp.timestamp``), whatever the unit."""
+    return ((stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy(dtype=float)
+
+
 def as_series(relpath: str, frame: pd.DataFrame) -> tuple[Series, tuple[str, str]]:
     """One NAB file as a workload signal (timestamps in unix seconds)."""
     workload = re.sub(r"[^A-Za-z0-9_.-]", "_", relpath.removesuffix(".csv"))
-    ts = frame["timestamp"].astype("int64").to_numpy() / 1e9
+    ts = unix_seconds(frame["timestamp"])
     return Series("value", {"namespace": NAMESPACE, "workload": workload}, ts,
                   frame["value"].to_numpy(dtype=float)), (NAMESPACE, workload)
 
@@ -51,7 +56,7 @@ def tune_file(relpath: str, frame: pd.DataFrame, windows: list, space: SearchSpa
     ts = series.timestamps
     n = len(ts)
     train_end, val_end = ts[n // 2], ts[(3 * n) // 4]
-    labels = {key: [(w[0].value / 1e9, w[1].value / 1e9) for w in windows]}
+    labels = {key: [(w[0].timestamp(), w[1].timestamp()) for w in windows]}
     criterion = Criterion()
     started = time.perf_counter()
     result = tune([series], (ts[0], train_end), (train_end, val_end), labels, space, DetectorParams(), criterion)
