@@ -151,6 +151,10 @@ def test_a_promoted_model_that_does_worse_on_newer_data_is_rolled_back(tmp_path)
     assert _states(journal, result.plan.id)[:3] == ["executing", "verifying", "rolled_back"]
     assert store.versions(MODEL) == [1, 2] and store.current_version(MODEL) == 1
     assert any("rollback shop from v2 to v1" in c.description and c.applied for c in execution.changes)
+    # The same plan again (the next check sees v1 drifted, same incident, same plan id): nothing is re-promoted.
+    again = runner.run(result.plan, {}, None)
+    assert again.state is ExecutionState.FAILED and "no longer current" in again.history[-1][2]
+    assert store.versions(MODEL) == [1, 2] and store.current_version(MODEL) == 1
 
 
 def test_dry_run_compares_but_saves_nothing(tmp_path):

@@ -158,6 +158,11 @@ class ModelLifecycle:
             return "unchanged", f"challenger not better: {name} stays at v{change.before.get('version')}"
         knobs = RetrainParams.of(plan.params)
         new, old = int(change.after["version"]), change.before.get("version")
+        current = self.store.current_version(name)
+        if current != new:
+            # A rerun of a plan whose model was rolled back (or replaced) since: never re-promote it behind a
+            # person's or an undo's back.
+            return "unchanged", f"v{new} is no longer current ({name} is at v{current}); not promoting it again"
         promoted, _ = self.store.load(name, version=new, expected_class=WorkloadDetector)
         now = self.clock.now()
         start = now - knobs.holdout_seconds
