@@ -135,6 +135,9 @@ class LifecycleSettings(_Section):
     drift_window_seconds: float = Field(default=3600.0, gt=0)
     drift_threshold: float = Field(default=0.3, gt=0, le=1)
     models: dict[str, str] = Field(default_factory=dict)
+    # window: the loop fits each workload on its baseline window every cycle (the default); registry: it scores
+    # with the namespace's current model from models_dir when there is one (unknown workloads still use the window).
+    detect_with: Literal["window", "registry"] = "window"
 
     def model_name(self, namespace: str) -> str:
         """The model that watches ``namespace``."""

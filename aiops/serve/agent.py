@@ -33,6 +33,7 @@ from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
 from aiops.serve.drift_check import DriftCheck
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
@@ -117,6 +118,8 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=PlanPolicy.from_settings(settings), runner=runner, history=journal,
                                 clock=clock, window=settings.loop)
+    if settings.lifecycle.detect_with == "registry":
+        pipeline.models = CurrentModels(ModelStore(settings.models_dir), settings.lifecycle)
     return Parts(settings, clock, kube, prometheus, pipeline, journal, AgentMetrics())
 
 
