@@ -1,6 +1,6 @@
 """Model lifecycle numbers: training time and tuning gain on NAB, drift detection delay on shifted series.
 
-    python -m bench.train --data ../shared/data/nab --out bench/out/train.json [--files N] [--trials N]
+    python -m bench.train --data ../shared/data/nab --out bench/out/train.json [--files N] [--trials N] [--seed S]
 
 **Tuning on NAB.** Every file is one workload with one signal. Its rows are split in time: the first half trains,
 the next quarter scores the tuning trials (``aiops.detect.tuning.tune``, the same search ``aiops train`` runs), the
@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=0, help="only the first N files (0: all)")
     parser.add_argument("--trials", type=int, default=27)
     parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0, help="order of the search after the defaults")
     parser.add_argument("--drift-window", type=int, default=120)
     parser.add_argument("--drift-every", type=int, default=10)
     args = parser.parse_args(argv)
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = load_windows(Path(args.data) / "labels" / "combined_windows.json")
     files = sorted(corpus)[:args.files] if args.files else sorted(corpus)
     space = SearchSpace(window=(2, 4, 8), n_neighbors=(10, 20, 40), contamination=(0.005, 0.01, 0.05),
-                        max_trials=args.trials, patience=args.patience)
+                        max_trials=args.trials, patience=args.patience, seed=args.seed)
     per_file = []
     started = time.perf_counter()
     for relpath in files:
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
               "drift_settings": {"window": args.drift_window, "every": args.drift_every, "threshold": THRESHOLD},
               "space": {"window": space.window, "n_neighbors": space.n_neighbors,
                         "contamination": space.contamination, "max_trials": space.max_trials,
-                        "patience": space.patience},
+                        "patience": space.patience, "seed": space.seed},
               "data": str(corpus_data_dir(args.data)), "per_file": per_file}
     print(json.dumps({k: report[k] for k in ("tuning", "timing", "drift")}, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)

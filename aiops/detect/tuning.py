@@ -14,7 +14,7 @@
   it stays quiet on normal data *and* still sees a clear change, so the tuner cannot win by going deaf.
 
 **Tuning** tries ``window`` x ``n_neighbors`` x ``contamination`` combinations: the defaults first, then the rest of
-the grid in a seeded random order (scikit-learn's ``ParameterGrid``), fitting on the training span and scoring on
+the grid in a seeded random order, fitting on the training span and scoring on
 the validation span. LOF has no training iterations to stop early, so early stopping applies to the search: it
 ends after ``patience`` trials in a row without a gain of at least ``min_delta``, or after ``max_trials``.
 """
@@ -22,12 +22,12 @@ ends after ``patience`` trials in a row without a gain of at least ``min_delta``
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import ParameterGrid
 
 from aiops.detect.features import Baseline
 from aiops.detect.lof import LofDetector
@@ -134,9 +134,8 @@ class SearchSpace:
 
     def candidates(self, default: DetectorParams) -> list[DetectorParams]:
         """The default first, then the grid in a seeded random order (without the default again)."""
-        grid = [DetectorParams(**p) for p in ParameterGrid({"window": list(self.window),
-                                                            "n_neighbors": list(self.n_neighbors),
-                                                            "contamination": list(self.contamination)})]
+        grid = [DetectorParams(w, k, c) for w, k, c in itertools.product(self.window, self.n_neighbors,
+                                                                          self.contamination)]
         order = np.random.default_rng(self.seed).permutation(len(grid))
         return [default] + [grid[i] for i in order if grid[i] != default]
 
