@@ -190,3 +190,33 @@ def _incident(check: DriftCheck, store: ModelStore):
     now = check.pipeline.clock.now()
     incident = drift_incident(NS, MODEL, store.current_version(MODEL), 0.9, 0.3, "", now - HOUR, now)
     return incident, Observations(NS, now - HOUR, now)
+
+
+def test_a_failing_collector_is_reported_per_model_and_does_not_stop_the_check(tmp_path):
+    collector = RegimeCollector(lambda ts, call: np.zeros(ts.size, bool))
+    store, journal, check, _ = _setup(tmp_path, collector, T0 + 5 * HOUR)
+
+    def broken(namespace, start, end):
+        raise ConnectionError("prometheus unreachable")
+
+    collector.collect = broken  # type: ignore[method-assign]
+    [result] = check.run()
+    assert not result.drifted and "prometheus unreachable" in result.error and journal.records() == []
+
+
+def test_lifecycle_settings_validate_and_name_bad_keys(tmp_path):
+    from aiops.domain.errors import InputError
+    from aiops.settings import load_settings
+
+    good = tmp_path / "good.yaml"
+    good.write_text("lifecycle:\n  drift_threshold: 0.4\n  models: {shop: shop-lof}\n  detect_with: registry\n")
+    settings = load_settings(good)
+    assert settings.lifecycle.drift_threshold == 0.4 and settings.lifecycle.model_name("shop") == "shop-lof"
+    assert settings.lifecycle.model_name("other") == "other" and settings.lifecycle.drift_interval_seconds == 3600
+    assert LifecycleSettings().drift_threshold == 0.3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lifecycle:\n  drift_threshold: 1.5\n  detect_with: magic\n")
+    with pytest.raises(InputError) as info:
+        load_settings(bad)
+    assert info.value.where == str(bad)
+    assert "lifecycle.drift_threshold" in info.value.reason and "lifecycle.detect_with" in info.value.reason

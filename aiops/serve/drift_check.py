@@ -84,7 +84,11 @@ class DriftCheck:
             except Exception as exc:  # noqa: BLE001 - a bad model name in the settings must not stop the others
                 log.error("drift check of %s: %s", namespace, exc)
                 continue
-            out.append(self.check(namespace, model))
+            try:
+                out.append(self.check(namespace, model))
+            except Exception as exc:  # noqa: BLE001 - one namespace's failure (Prometheus down) must not stop the rest
+                log.exception("drift check of model %s failed", model)
+                out.append(DriftCheckResult(namespace, model, 0, 0.0, False, error=f"{type(exc).__name__}: {exc}"))
         return out
 
     def check(self, namespace: str, model: str) -> DriftCheckResult:
