@@ -100,7 +100,9 @@ class DriftCheck:
             return DriftCheckResult(namespace, model, 0, 0.0, False, error=str(exc))
         now = self.pipeline.clock.now()
         start = now - self.settings.drift_window_seconds
-        observations = self.pipeline.collector.collect(namespace, start, now)
+        # Drift reads metrics only: skip the pod logs and events an ``ObservationCollector`` would also fetch.
+        source = getattr(self.pipeline.collector, "metrics", None) or self.pipeline.collector
+        observations = source.collect(namespace, start, now)
         reports = detector.drift(observations.signals, start, now)  # type: ignore[attr-defined]
         score = max_drift(reports)
         worst = max(reports.items(), key=lambda item: item[1].score, default=None)
