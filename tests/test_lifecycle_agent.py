@@ -51,6 +51,8 @@ def test_trained_model_is_checked_for_drift_and_retrained_by_the_agent(sim, tmp_
         assert moved.drifted and moved.score >= 0.3
         gauge = agent.metrics.detector_drift.labels(model=sim.namespace)._value.get()
         assert gauge == pytest.approx(moved.score)
+        assert agent.metrics.diagnoses.labels(fault="detector_drift")._value.get() == 1
+        assert agent.metrics.plans.labels(state=moved.result.execution.state.value)._value.get() == 1
         plan = moved.result.plan
         assert plan.playbook == "retrain-detector" and agent.results[-1] is moved.result
         states = [r["state"] for r in journal.history(plan.id)]

@@ -177,8 +177,15 @@ class Agent:
         """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
         checks = self.drift_check.run()
         for check in checks:
-            if check.result is not None:
-                self.results.append(check.result)
+            result = check.result
+            if result is None:
+                continue
+            self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
+            if result.execution is not None:
+                self.metrics.plans.labels(state=result.execution.state.value).inc()
+            else:
+                self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
+            self.results.append(result)
         del self.results[:-100]
         return checks
 
