@@ -91,6 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     approve.add_argument("plan", help="the plan id (see `aiops history`)")
     approve.add_argument("--config", required=True, type=Path, help="the agent's config file (finds its journal)")
     approve.add_argument("--approver", default=_user(), help="who approves (default: the login name)")
+
+    train = sub.add_parser("train", help="fit (and tune) the workload detectors from a train config")
+    train.add_argument("--config", required=True, type=Path, help="train config (YAML; see docs/lifecycle.md)")
+    train.add_argument("--format", choices=("text", "json"), default="text")
+    train.add_argument("--report", type=Path, help="also write the report as JSON to this file")
+
+    models = sub.add_parser("models", help="the model registry: list, show, promote, rollback")
+    where = models.add_mutually_exclusive_group()
+    where.add_argument("--models-dir", type=Path, help="registry folder (default: the config's models_dir)")
+    where.add_argument("--config", type=Path, help="agent config file whose models_dir to use")
+    models.add_argument("--format", choices=("text", "json"), default="text")
+    verbs = models.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    verbs.add_parser("list", help="every model with its current version")
+    show = verbs.add_parser("show", help="every version of one model, with metrics and training window")
+    show.add_argument("name")
+    show.add_argument("--version", type=int, help="only this version")
+    promote = verbs.add_parser("promote", help="make a version the current one")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    rollback = verbs.add_parser("rollback", help="go back to the version current before (or --to VERSION)")
+    rollback.add_argument("name")
+    rollback.add_argument("--to", type=int, help="this version instead of the previous one")
     return parser
 
 

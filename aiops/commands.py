@@ -188,3 +188,47 @@ def approve(args: argparse.Namespace) -> int:
 
 def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+def train(args: argparse.Namespace) -> int:
+    from aiops.serve.train_config import load_train_config
+    from aiops.serve.training import Trainer
+
+    config = load_train_config(args.config)
+    report = Trainer(config).run()
+    if args.report is not None:
+        try:
+            args.report.write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError("--report", f"cannot write {args.report}: {exc.strerror or exc}") from None
+    emit(report.as_dict(), args.format, report.render())
+    # 1: the job ran, but the new version was not good enough to replace the current one.
+    return EXIT_OK if report.promoted or config.promote == "never" else EXIT_PROBLEM
+
+
+def models(args: argparse.Namespace) -> int:
+    from aiops.detect.store import ModelStore
+    from aiops.serve.registry_view import render_list, render_versions
+
+    directory = args.models_dir or _settings(args.config).models_dir
+    store = ModelStore(directory)
+    if args.verb == "list":
+        rows = [(r, len(store.versions(r.name))) for r in store.list()]
+        emit([dict(r.as_dict(), versions=n) for r, n in rows], args.format, render_list(rows, directory))
+        return EXIT_OK
+    if args.verb == "show":
+        if not store.versions(args.name):
+            raise InputError(str(directory / args.name), f"no saved model named {args.name!r}")
+        records = [store.record(args.name, args.version)] if args.version else store.records(args.name)
+        current = store.current_version(args.name)
+        emit({"name": args.name, "current": current, "versions": [r.as_dict() for r in records]}, args.format,
+             render_versions(records, current))
+        return EXIT_OK
+    if args.verb == "promote":
+        before = store.current_version(args.name)
+        record = store.promote(args.name, args.version)
+        text = f"{args.name}: v{record.version} is current (was v{before})"
+    else:
+        before = store.current_version(args.name)
+        record = store.rollback(args.name, args.to)
+        text = f"{args.name}: rolled back from v{before} to v{record.version}"
+    emit({"name": args.name, "current": record.version, "previous": before}, args.format, text)
+    return EXIT_OK

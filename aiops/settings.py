@@ -193,6 +193,26 @@ class LeaderElectionSettings(_Section):
         if not self.lease_duration_seconds > self.renew_deadline_seconds > self.retry_period_seconds:
             raise ValueError("need lease_duration_seconds > renew_deadline_seconds > retry_period_seconds")
         return self
+class LifecycleSettings(_Section):
+    """The detectors' model lifecycle: the scheduled drift check of each namespace's model in ``models_dir``.
+
+    A model whose drift score (largest over its workloads, in [0, 1]) reaches ``drift_threshold`` opens a
+    ``detector_drift`` incident answered by the ``retrain-detector`` playbook. ``models`` maps a namespace to its
+    model's name (default: the namespace's own name); namespaces without a saved model are skipped.
+    """
+
+    drift_check: bool = True
+    drift_interval_seconds: float = Field(default=3600.0, gt=0)
+    drift_window_seconds: float = Field(default=3600.0, gt=0)
+    drift_threshold: float = Field(default=0.3, gt=0, le=1)
+    models: dict[str, str] = Field(default_factory=dict)
+    # window: the loop fits each workload on its baseline window every cycle (the default); registry: it scores
+    # with the namespace's current model from models_dir when there is one (unknown workloads still use the window).
+    detect_with: Literal["window", "registry"] = "window"
+
+    def model_name(self, namespace: str) -> str:
+        """The model that watches ``namespace``."""
+        return self.models.get(namespace, namespace)
 
 
 class Settings(_Section):
@@ -212,6 +232,7 @@ class Settings(_Section):
     state_dir: Path = Path("var")
     log_format: Literal["json", "text"] = "json"
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

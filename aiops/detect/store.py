@@ -4,8 +4,10 @@ SECURITY: unpickling runs code. The models folder must be trusted and writable o
 against corruption and accidental swaps (not against an attacker who can write both files), the sidecar records the
 pickle's sha256 and ``load`` checks it before unpickling.
 
-Layout: ``<directory>/<name>/v0001.pkl`` and ``v0001.json``; the highest version is the current one, older ones
-stay so a retrain that turns out worse can be undone by loading an earlier version.
+Layout: ``<directory>/<name>/v0001.pkl`` and ``v0001.json``, plus ``current.json`` naming the promoted version and
+the versions promoted before it (``{"version": 3, "history": [1, 2]}``). Without ``current.json`` (models saved
+before promotion existed) the highest version is the current one. Older versions stay, so a retrain that turns out
+worse is undone by ``rollback``; a challenger can be saved without being promoted (``save(..., promote=False)``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from aiops.domain.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VERSION_FILE = re.compile(r"^v(\d+)\.json$")
+CURRENT_FILE = "current.json"
 _LIBRARIES = ("numpy", "pandas", "scikit-learn", "pyod")
 FORMAT = 1
 
@@ -81,8 +84,10 @@ class ModelStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
 
-    def save(self, name: str, model: object, metadata: Mapping[str, Any] | None = None) -> ModelRecord:
-        """Pickle ``model`` as the next version of ``name``; returns its record.
+    def save(self, name: str, model: object, metadata: Mapping[str, Any] | None = None,
+             promote: bool = True) -> ModelRecord:
+        """Pickle ``model`` as the next version of ``name``; returns its record. With ``promote`` (the default) the
+        new version becomes the current one; without, the current version stays (a challenger kept for the record).
 
         ``metadata`` may give ``trained_start``, ``trained_end`` and ``features``; when absent they are read from the
         model (``features`` attribute; ``models[...].trained_start/end`` of a ``WorkloadDetector``). Other keys are kept
@@ -102,12 +107,17 @@ class ModelStore:
             "sha256": hashlib.sha256(blob).hexdigest(), "extra": meta,
         }
         version = self._latest_version(folder) + 1
+        previous = self.current_version(name)
+        if not promote:
+            self._write_current(folder, previous or None, self._history(folder))  # pin it before the new one lands
         while True:
             pkl, side = folder / f"v{version:04d}.pkl", folder / f"v{version:04d}.json"
             record = ModelRecord(version=version, path=str(pkl), **base)
             if _link_new(pkl, blob):
                 # The sidecar is written last: its presence is what makes the version exist.
                 if _link_new(side, (json.dumps(record.as_dict(), indent=1) + "\n").encode()):
+                    if promote:
+                        self.promote(name, version)
                     return record
                 pkl.unlink(missing_ok=True)
             version += 1  # another writer took this version number
@@ -121,9 +131,11 @@ class ModelStore:
         """
         folder = self._folder(name)
         if version is None:
-            version = self._latest_version(folder)
-            if version == 0:
+            if self._latest_version(folder) == 0:
                 raise ModelFileError(str(folder), f"no saved model named {name!r}")
+            version = self.current_version(name)
+            if version == 0:
+                raise ModelFileError(str(folder / CURRENT_FILE), f"no version of {name!r} is promoted; promote one")
         side = folder / f"v{version:04d}.json"
         record = _read_sidecar(side)
         pkl = folder / f"v{version:04d}.pkl"
@@ -149,12 +161,15 @@ class ModelStore:
         return model, record
 
     def list(self) -> list[ModelRecord]:
-        """The latest readable record of every model name, sorted by name (unreadable ones are left out)."""
+        """The current readable record of every model name, sorted by name (unreadable ones are left out)."""
         out = []
         if not self.directory.is_dir():
             return out
         for folder in sorted(p for p in self.directory.iterdir() if p.is_dir() and _NAME.match(p.name)):
-            version = self._latest_version(folder)
+            try:
+                version = self.current_version(folder.name)
+            except ModelFileError:
+                continue
             if version:
                 try:
                     out.append(_read_sidecar(folder / f"v{version:04d}.json"))
@@ -168,6 +183,99 @@ class ModelStore:
         if not folder.is_dir():
             return []
         return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_FILE.match(p.name)))
+
+    def names(self) -> list[str]:
+        """Every model name with at least one saved version, sorted."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and _NAME.match(p.name)
+                      and self.versions(p.name))
+
+    def record(self, name: str, version: int) -> ModelRecord:
+        """The sidecar of one version (``ModelFileError`` naming the file when missing or malformed)."""
+        return _read_sidecar(self._folder(name) / f"v{int(version):04d}.json")
+
+    def records(self, name: str) -> list[ModelRecord]:
+        """Every readable version's record of ``name``, oldest first."""
+        out = []
+        for version in self.versions(name):
+            try:
+                out.append(self.record(name, version))
+            except ModelFileError:
+                continue
+        return out
+
+    def find(self, name: str, key: str, value: Any) -> ModelRecord | None:
+        """The newest version whose ``extra[key] == value`` (e.g. the version a retrain plan wrote), or ``None``."""
+        for record in reversed(self.records(name)):
+            if record.extra.get(key) == value:
+                return record
+        return None
+
+    def current_version(self, name: str) -> int:
+        """The promoted version of ``name`` (0 when none): ``current.json``, else the highest version."""
+        folder = self._folder(name)
+        pointer = folder / CURRENT_FILE
+        if not pointer.exists():
+            return self._latest_version(folder)
+        version = _read_pointer(pointer).get("version")
+        return int(version) if version else 0
+
+    def promote(self, name: str, version: int) -> ModelRecord:
+        """Make ``version`` the current one; the version it replaces is remembered for ``rollback``.
+
+        Promoting the version that is already current changes nothing. An unknown or unreadable version is a
+        ``ModelFileError`` naming its sidecar.
+        """
+        folder = self._folder(name)
+        record = self.record(name, version)  # refuses a version that does not exist
+        current = self.current_version(name)
+        if current == record.version:
+            return record
+        history = [v for v in self._history(folder) if v != record.version]
+        if current:
+            history.append(current)
+        self._write_current(folder, record.version, history)
+        return record
+
+    def rollback(self, name: str, to: int | None = None) -> ModelRecord:
+        """Go back to ``to``, or to the version promoted before the current one (else the highest older version).
+
+        ``ModelFileError`` when there is nothing to go back to.
+        """
+        folder = self._folder(name)
+        current = self.current_version(name)
+        history = self._history(folder)
+        if to is None:
+            earlier = [v for v in history if v != current and v in self.versions(name)]
+            older = [v for v in self.versions(name) if v < current]
+            if earlier:
+                to = earlier[-1]
+            elif older:
+                to = older[-1]
+            else:
+                raise ModelFileError(str(folder), f"{name!r} has no earlier version to roll back to "
+                                                  f"(current v{current})")
+        record = self.record(name, to)
+        kept = history[:history.index(record.version)] if record.version in history else history
+        self._write_current(folder, record.version, kept)
+        return record
+
+    def _history(self, folder: Path) -> list[int]:
+        pointer = folder / CURRENT_FILE
+        if not pointer.exists():
+            return []
+        return [int(v) for v in _read_pointer(pointer).get("history", [])]
+
+    def _write_current(self, folder: Path, version: int | None, history: list[int]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"version": version, "history": history[-50:], "updated": time.time()}) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=f".{CURRENT_FILE}.", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / CURRENT_FILE)  # atomic: readers see the old pointer or the new one
 
     def _folder(self, name: str) -> Path:
         if not isinstance(name, str) or not _NAME.match(name):
@@ -213,6 +321,19 @@ def _read_sidecar(side: Path) -> ModelRecord:
             extra=dict(raw.get("extra", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(str(side), f"sidecar malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _read_pointer(pointer: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(pointer.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(str(pointer), f"unreadable: {exc}") from None
+    version = raw.get("version") if isinstance(raw, dict) else "?"
+    history = raw.get("history", []) if isinstance(raw, dict) else None
+    if not (version is None or (isinstance(version, int) and version >= 0)) or not isinstance(history, list) \
+            or not all(isinstance(v, int) for v in history):
+        raise ModelFileError(str(pointer), 'malformed: expected {"version": N, "history": [N, ...]}')
+    return raw
 
 
 def _trained_window(model: object) -> tuple[float | None, float | None]:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate"]
+ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate", "retrain"]
 ApprovalMode = Literal["auto", "approve", "never"]
 
 

@@ -26,7 +26,7 @@ class TransitionEvents:
 
     def __call__(self, exe: PlanExecution, state: str, note: str, data: dict) -> None:
         plan = exe.execution.plan
-        if plan.mode is not Mode.ACT or data.get("reason") in SILENT_REASONS:
-            return
+        if plan.mode is not Mode.ACT or data.get("reason") in SILENT_REASONS or plan.target.kind != "Deployment":
+            return  # (a detector model is no cluster object: its audit trail is the journal)
         write_event(self.kube, self.clock, plan, f"state-{state}".replace("_", "-"),
                     f"plan {plan.id} ({plan.playbook}) {state}: {note}", PLAN_REASON)

@@ -49,6 +49,16 @@ class _NoParams(_Params):
     pass
 
 
+class RetrainParams(_Params):
+    """``retrain``: fit on the last ``history_seconds`` minus the held-back last ``holdout_seconds``; promote when
+    the challenger beats the current model there by more than ``min_gain`` (criterion in [0, 1])."""
+
+    history_seconds: float = Field(default=21600.0, gt=0)
+    holdout_seconds: float = Field(default=3600.0, gt=0)
+    min_gain: float = Field(default=0.02, ge=0, le=1)
+    drift_threshold: float = Field(default=0.3, gt=0, le=1)
+
+
 # The params each action kind accepts; anything else in ``params`` is a typo the user should hear about.
 PARAMS_SCHEMAS: dict[str, type[_Params]] = {
     "restart": _NoParams,
@@ -56,6 +66,7 @@ PARAMS_SCHEMAS: dict[str, type[_Params]] = {
     "shift_traffic": ShiftTrafficParams,
     "rollback": _NoParams,
     "escalate": EscalateParams,
+    "retrain": RetrainParams,
 }
 
 

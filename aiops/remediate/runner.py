@@ -68,16 +68,18 @@ class PlaybookRunner:
             return exe.execution
         if plan.mode is not Mode.ACT:
             return self._dry_run(exe, action)
-        try:
-            # The intended change is journaled with "executing", before the patch: if the agent dies after the
-            # patch landed, the restarted agent still knows what to undo.
-            intended = action.apply(plan, dry_run=True)
-        except Exception as exc:  # noqa: BLE001 - cannot even read the object: nothing was changed
-            exe.error(note=f"cannot prepare {plan.playbook} on {plan.target}: {exc}", data={"error": repr(exc)})
-            return exe.execution
-        exe.start(note=f"applying {plan.playbook} to {plan.target}",
-                  data={"before": dict(before), "baseline": dict(baseline or {}), "intended": intended.as_dict(),
-                        "silence": [list(m) for m in silence]})
+        data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {}),
+                                "silence": [list(m) for m in silence]}
+        # The intended change is journaled with "executing", before the patch: if the agent dies after the patch
+        # landed, the restarted agent still knows what to undo. (An action whose undo needs no such record, like a
+        # retrain whose versions the registry keeps, says so: describing it would cost a second training.)
+        if getattr(action, "journals_intent", True):
+            try:
+                data["intended"] = action.apply(plan, dry_run=True).as_dict()
+            except Exception as exc:  # noqa: BLE001 - cannot even read the object: nothing was changed
+                exe.error(note=f"cannot prepare {plan.playbook} on {plan.target}: {exc}", data={"error": repr(exc)})
+                return exe.execution
+        exe.start(note=f"applying {plan.playbook} to {plan.target}", data=data)
         return self._act(exe, playbook, action, before, baseline)
 
     def hold_for_approval(self, plan: ActionPlan, before: Mapping[str, float],
@@ -204,7 +206,11 @@ class PlaybookRunner:
                 before: Mapping[str, float], baseline: Mapping[str, float] | None) -> Execution:
         plan = exe.execution.plan
         try:
-            result = self.verifier.verify(plan, playbook.verify, before, baseline)
+            # An action that can judge its own result (retrain: the held-back comparison) does; others are
+            # judged by polling the playbook's signals.
+            own = getattr(action, "verify_change", None)
+            result = own(plan, change) if own is not None else \
+                self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution

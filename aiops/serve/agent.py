@@ -16,6 +16,8 @@ from aiops.collect.kube import KubeCollector
 from aiops.collect.observations import ObservationCollector
 from aiops.collect.prometheus import PrometheusCollector
 from aiops.correlate.incidents import IncidentTracker
+from aiops.detect.lifecycle import ModelLifecycle
+from aiops.detect.store import ModelStore
 from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.glm import GlmAnalyzer
@@ -30,6 +32,7 @@ from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
 from aiops.remediate.planner import PlanPolicy, check_guards
+from aiops.remediate.actions import RetrainAction
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.silences import PlanSilencer
@@ -38,7 +41,9 @@ from aiops.remediate.verify import Verifier
 from aiops.serve.fence import LeaderFence
 from aiops.serve.leader import LeaseElector
 from aiops.serve.leadership import LeadershipGate
+from aiops.serve.drift_check import DriftCheck
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.probe import CollectorProbe
@@ -135,9 +140,14 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     election = lease_elector(settings, kube)
     runner = PlaybookRunner(fenced(kube, election, agent_metrics), journal, verifier, playbooks, clock,
                             observers=observers, gate=gate)
+    # retrain-detector refits models in the registry on the metrics it collects.
+    lifecycle = ModelLifecycle(ModelStore(settings.models_dir), probe_source, clock)
+    runner.actions["retrain"] = RetrainAction(kube, clock, lifecycle)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
                                 facts=facts, second_playbook=settings.policy.second_playbook)
+    if settings.lifecycle.detect_with == "registry":
+        pipeline.models = CurrentModels(ModelStore(settings.models_dir), settings.lifecycle)
     return Parts(settings, clock, kube, prometheus, pipeline, journal, agent_metrics, election)
 
 
@@ -197,6 +207,10 @@ class Agent:
         # Plans approved through the CLI (which writes the journal directly) are picked up by this poll.
         self.approvals = LoopScheduler(self.resume_approved, settings.loop.approval_poll_seconds,
                                        run_immediately=False)
+        self.drift_check = DriftCheck(parts.pipeline, ModelStore(settings.models_dir), settings.lifecycle,
+                                      tuple(settings.kubernetes.namespaces), self.metrics.detector_drift)
+        self.drift_scheduler = LoopScheduler(self.run_drift_check, settings.lifecycle.drift_interval_seconds,
+                                             run_immediately=False)
 
     def handle(self, incident: Incident) -> PipelineResult | None:
         """The worker's job: one incident through the pipeline, counted in the agent's metrics. A follower only
@@ -245,6 +259,21 @@ class Agent:
     def _approved(self, plan_id: str) -> None:
         # Act at once, off the HTTP handler's thread (acting includes the verify window).
         threading.Thread(target=self.resume_approved, name="aiops-approved", daemon=True).start()
+    def run_drift_check(self) -> list:
+        """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
+        checks = self.drift_check.run()
+        for check in checks:
+            result = check.result
+            if result is None:
+                continue
+            self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
+            if result.execution is not None:
+                self.metrics.plans.labels(state=result.execution.state.value).inc()
+            else:
+                self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
+            self.results.append(result)
+        del self.results[:-100]
+        return checks
 
     def start(self) -> "Agent":
         self.worker.start()
@@ -253,6 +282,8 @@ class Agent:
         self.leadership.start()  # webhooks arriving before the first election round are held, not lost
         if self.parts.settings.kubernetes.namespaces:
             self.scheduler.start()
+            if self.parts.settings.lifecycle.drift_check:
+                self.drift_scheduler.start()
         else:
             log.warning("kubernetes.namespaces is empty: the scheduled loop is off; only webhooks are handled")
         log.info("aiops serving on %s (mode %s)", self.server.url, self.parts.settings.mode.value)
@@ -261,6 +292,7 @@ class Agent:
     def stop(self) -> None:
         self.approvals.shutdown()
         self.scheduler.shutdown()
+        self.drift_scheduler.shutdown()
         self.server.stop()
         self.worker.stop()
         self.leadership.stop()  # after the worker: release the Lease only once nothing acts any more

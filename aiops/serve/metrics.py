@@ -47,6 +47,8 @@ class AgentMetrics:
                                         registry=r)
         self.writes_fenced = Counter("aiops_writes_fenced", "Cluster writes refused because this agent was not "
                                      "the leader at that moment.", registry=r)
+        self.detector_drift = Gauge("aiops_detector_drift", "Latest drift score of each detector model (0-1).",
+                                    ["model"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""

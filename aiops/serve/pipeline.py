@@ -71,6 +71,22 @@ def detect_window(observations: Observations, split: float,
     return anomalies
 
 
+def detect_with_model(model: WorkloadDetector, observations: Observations, split: float,
+                      detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector) -> list[Anomaly]:
+    """``detect_window`` with a trained model (the registry's current version) for the workloads it knows; the
+    others are fitted on the window's baseline as usual, so a new workload is never left unwatched."""
+    known = set(model.models)
+    anomalies = model.detect(observations.signals, split, observations.end)
+    others = [s for s in observations.signals if (s.namespace, s.workload) not in known]
+    if others:
+        fallback = detector_factory()
+        fallback.fit(others, observations.start, split)
+        anomalies += fallback.detect(others, split, observations.end)
+    anomalies.sort(key=lambda a: (-a.severity, a.target))
+    anomalies += LogAnomalyDetector().detect(observations.logs, observations.start, split, observations.end)
+    return anomalies
+
+
 class IncidentPipeline:
     """Runs incidents through the loop with one set of parts (collector, diagnoser, playbooks, policy, runner)."""
 
@@ -89,6 +105,8 @@ class IncidentPipeline:
         self.clock = clock
         self.window = window
         self.detector_factory = detector_factory
+        # Optional: the registry's current model of a namespace (``lifecycle.detect_with: registry``), else None.
+        self.models: Callable[[str], WorkloadDetector | None] | None = None
 
     # --- the steps ---
     def observe(self, namespace: str, now: float | None = None) -> Observations:
@@ -101,7 +119,10 @@ class IncidentPipeline:
         return observations.end - self.window.recent_seconds
 
     def detect(self, observations: Observations) -> list[Anomaly]:
-        """Fit on the baseline part, score the recent part."""
+        """Fit on the baseline part, score the recent part (with the registry's model when one is configured)."""
+        model = self.models(observations.namespace) if self.models is not None else None
+        if model is not None:
+            return detect_with_model(model, observations, self.split(observations), self.detector_factory)
         return detect_window(observations, self.split(observations), self.detector_factory)
 
     def diagnose(self, incident: Incident, observations: Observations) -> Diagnosis:

@@ -3,6 +3,7 @@
 from aiops.remediate.actions.base import PLAN_ANNOTATION, ActionError, KubeApi
 from aiops.remediate.actions.escalate import EscalateAction
 from aiops.remediate.actions.restart import RestartAction
+from aiops.remediate.actions.retrain import RetrainAction
 from aiops.remediate.actions.rollback import RollbackAction
 from aiops.remediate.actions.scale import ScaleAction, scaled_replicas
 from aiops.remediate.actions.shift import ShiftTrafficAction
@@ -14,7 +15,9 @@ ACTIONS: dict[str, type] = {
     "shift_traffic": ShiftTrafficAction,
     "rollback": RollbackAction,
     "escalate": EscalateAction,
+    # Built without a model registry here; the agent gives it one (``aiops.serve.agent.build_parts``).
+    "retrain": RetrainAction,
 }
 
 __all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "EscalateAction", "KubeApi", "RestartAction",
-           "RollbackAction", "ScaleAction", "ShiftTrafficAction", "scaled_replicas"]
+           "RetrainAction", "RollbackAction", "ScaleAction", "ShiftTrafficAction", "scaled_replicas"]
