@@ -10,16 +10,26 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aiops.domain.errors import InputError
 from aiops.domain.plans import Mode
 
 # The stock playbooks, rules and models folders that ship beside the package (repo root in a checkout).
 STOCK_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+# An optional http(s) URL (Prometheus, Alertmanager, an OpenAI-compatible endpoint).
+HttpUrl = Annotated[Optional[str], AfterValidator(_http_url)]
 
 
 class _Section(BaseModel):
@@ -49,15 +59,8 @@ class WebhookSettings(_Section):
 
 
 class PrometheusSettings(_Section):
-    url: str | None = None
+    url: HttpUrl = None
     timeout_seconds: float = Field(default=10.0, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
 
 class KubernetesSettings(_Section):
@@ -81,17 +84,10 @@ class KubernetesSettings(_Section):
 class AlertmanagerSettings(_Section):
     """Where to silence the alerts of an incident while its remediation runs (off when ``url`` is unset)."""
 
-    url: str | None = None
+    url: HttpUrl = None
     timeout_seconds: float = Field(default=5.0, gt=0)
     # A silence also ends by itself after this long, so a crashed agent never mutes an alert for long.
     silence_max_seconds: float = Field(default=1800.0, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
 
 class LoopSettings(_Section):
@@ -135,18 +131,11 @@ class GlmSettings(_Section):
     model_path: Path | None = None
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # openai: the server's base URL (``/v1/chat/completions`` is appended) and the model name it serves.
-    endpoint: str | None = None
+    endpoint: HttpUrl = None
     model: str = "glm-4"
     api_key_file: Path | None = None
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_prompt_tokens: int = Field(default=2048, ge=64)
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
 
     @model_validator(mode="after")
     def _backend_needs(self) -> "GlmSettings":
