@@ -20,7 +20,7 @@ from aiops.diagnose.glm import GlmAnalyzer
 from aiops.diagnose.ranking import StatisticalRanker
 from aiops.diagnose.rules import RuleEngine, RuleSet
 from aiops.domain.errors import InputError
-from aiops.domain.incident import Incident
+from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
 from aiops.domain.protocols import Clock
 from aiops.remediate.journal import JsonlJournal, MemoryJournal
@@ -28,10 +28,13 @@ from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
+from aiops.serve.accounting import count_diagnosis, count_drift, count_execution, model_versions, set_model_info
+from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
+from aiops.serve.retry import DeferredIncidents
 from aiops.serve.scheduler import LoopScheduler
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
@@ -124,7 +127,15 @@ class Agent:
         self.worker = IncidentWorker(self.handle, metrics=self.metrics)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
-        self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
+        # Every journal write goes through the guard: a failed write stops the plan, shows on /readyz and metrics.
+        self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
+        parts.pipeline.runner.store = self.journal_guard
+        self.journal_guard.on_recover(lambda: self.retry_deferred(force=True))
+        self.deferred = DeferredIncidents()
+        self._was_ready: bool | None = None
+        self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes,
+                                    "journal": self.journal_guard.check}, on_result=self._on_readiness)
+        set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         token = None
         if settings.webhook.token_file:
             try:
@@ -138,11 +149,20 @@ class Agent:
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
 
     def handle(self, incident: Incident) -> PipelineResult:
-        """The worker's job: one incident through the pipeline, counted in the agent's metrics."""
-        result = self.parts.pipeline.handle(incident)
+        """The worker's job: one incident through the pipeline, counted in the agent's metrics. An incident whose
+        handling raised (a dependency down, the journal unwritable) is kept and tried again later."""
+        try:
+            result = self.parts.pipeline.handle(incident)
+        except Exception as exc:
+            self._defer(incident, exc)
+            raise
+        self.deferred.done(incident.id)
+        self.metrics.incidents_deferred.set(len(self.deferred))
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
+        count_diagnosis(self.metrics, result.diagnosis)
         if result.execution is not None:
             self.metrics.plans.labels(state=result.execution.state.value).inc()
+            count_execution(self.metrics, result.execution)
         else:
             self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
         self.results.append(result)
@@ -152,12 +172,47 @@ class Agent:
     def run_cycle(self) -> None:
         """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies."""
         pipeline = self.parts.pipeline
+        drift: dict = {}
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
-            anomalies = pipeline.detect(observations)
+            anomalies, namespace_drift = pipeline.detect_and_drift(observations)
+            drift.update(namespace_drift)
             if anomalies:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
+        count_drift(self.metrics, drift)
+        self.retry_deferred()
+
+    def retry_deferred(self, force: bool = False) -> int:
+        """Queue again the failed incidents whose back-off has passed (all of them when ``force``); returns how
+        many were queued. Closed or forgotten incidents are dropped."""
+        queued = 0
+        for incident_id in self.deferred.claim_due(force):
+            incident = self.tracker.get(incident_id)
+            if incident is None or incident.status is not IncidentStatus.OPEN:
+                self.deferred.done(incident_id)
+                continue
+            log.info("retrying incident after an earlier failure", extra={"incident": incident_id})
+            if self.worker.submit(incident):
+                queued += 1
+            else:
+                self.deferred.defer(incident_id, "the worker queue refused the retry")
+        self.metrics.incidents_deferred.set(len(self.deferred))
+        return queued
+
+    def _defer(self, incident: Incident, exc: Exception) -> None:
+        kept = self.deferred.defer(incident.id, f"{type(exc).__name__}: {exc}")
+        self.metrics.incidents_deferred.set(len(self.deferred))
+        if kept:
+            log.warning("incident handling failed (%s: %s); it will be tried again", type(exc).__name__, exc,
+                        extra={"incident": incident.id})
+
+    def _on_readiness(self, ready: bool, checks: dict[str, str]) -> None:
+        self.metrics.record_readiness(ready, checks)
+        came_back = ready and self._was_ready is False
+        self._was_ready = ready
+        if ready and len(self.deferred):
+            self.retry_deferred(force=came_back)
 
     def start(self) -> "Agent":
         self.worker.start()
