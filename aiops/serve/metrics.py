@@ -72,6 +72,16 @@ class AgentMetrics:
         for name, outcome in checks.items():
             self.dependency_up.labels(dependency=name).set(1 if outcome == "ok" else 0)
 
+    def series_names(self) -> set[str]:
+        """Every series name ``/metrics`` can show (``_total`` of counters, ``_bucket``/``_sum``/``_count`` of
+        histograms), whether or not a labelled series has been touched yet: what dashboards may query."""
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
+                    "summary": ("", "_sum", "_count"), "info": ("_info",)}
+        names: set[str] = set()
+        for family in self.registry.collect():
+            names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        return names
+
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
