@@ -5,9 +5,11 @@ check that no alert is lost or handled twice.
     python -m bench.webhook --url http://127.0.0.1:8080 --token-file TOKEN --namespace shop   # an agent you run
 
 Without ``--url`` it starts ``aiops serve`` itself (a child process: the server and this client each get their own
-interpreter) with a config whose scope allow-list is the bench namespace, in dry-run, and whose Prometheus and
-Kubernetes API point at closed loopback ports: the incident worker then fails fast and defers, so what is measured is
-the intake (parse, authenticate, correlate, queue) and not diagnosis.
+interpreter) in dry-run, with the bench namespace as its scope allow-list and a JSON-lines journal. ``--backend``
+says what its Prometheus and Kubernetes API are: ``sim`` (default) an ``aiops sim`` child process, so the incident
+worker really collects, diagnoses and journals each incident (the bench workloads have no pods or series there, so
+each pass is light and ends in a dry-run ``escalate``) while the webhook takes the load; ``dead`` closed loopback
+ports, so every incident fails and is logged with its traceback (an alert storm while the dependencies are down).
 
 Payloads are the recorded Alertmanager 0.25 payloads (``--fixtures``), relabelled per workload. Each workload runs
 one script, in order, while ``--concurrency`` workloads run at a time:
@@ -188,38 +190,60 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_agent(workdir: Path, namespace: str) -> tuple[subprocess.Popen, str, str]:
-    """``aiops serve`` in a child process on a free loopback port; returns (process, base URL, token)."""
-    token = secrets.token_hex(16)
-    (workdir / "token").write_text(token + "\n")
-    port = free_port()
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the worker fails fast and defers
-    config = {
-        "webhook": {"listen": f"127.0.0.1:{port}", "token_file": str(workdir / "token")},
-        "prometheus": {"url": dead, "timeout_seconds": 1},
-        "kubernetes": {"host": dead, "namespaces": [namespace]},
-        "loop": {"interval_seconds": 86400},
-        "state_dir": str(workdir / "state"),
-    }
-    (workdir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
-    log = open(workdir / "agent.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "aiops.cli", "serve", "--config", str(workdir / "config.yaml")],
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+def _child(workdir: Path, name: str, args: list[str], ready_url: str) -> subprocess.Popen:
+    """Start ``python -m aiops.cli ARGS`` with its output in ``workdir/NAME.log``; return once ``ready_url`` answers."""
     import requests
 
+    with open(workdir / f"{name}.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "aiops.cli", *args], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"aiops serve exited with {proc.returncode}; see {workdir / 'agent.log'}")
+            raise SystemExit(f"aiops {args[0]} exited with {proc.returncode}; see {workdir / name}.log")
         try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return proc, base, token
+            if requests.get(ready_url, timeout=1).status_code == 200:
+                return proc
         except requests.RequestException:
             pass
         time.sleep(0.1)
     proc.kill()
-    raise SystemExit("aiops serve did not answer /healthz within 60 s")
+    raise SystemExit(f"aiops {args[0]} did not answer {ready_url} within 60 s")
+
+
+def start_agent(workdir: Path, namespace: str, backend: str) -> tuple[list[subprocess.Popen], str, str]:
+    """``aiops serve`` (and ``aiops sim`` for the sim backend) as child processes on free loopback ports; returns
+    (processes, the agent's base URL, its webhook token)."""
+    procs = []
+    if backend == "sim":
+        kube_port, metrics_port = free_port(), free_port()
+        procs.append(_child(workdir, "sim", ["sim", "--kube-port", str(kube_port), "--metrics-port",
+                                             str(metrics_port)], f"http://127.0.0.1:{kube_port}/version"))
+        kube, prometheus = f"http://127.0.0.1:{kube_port}", f"http://127.0.0.1:{metrics_port}"
+    else:
+        kube = prometheus = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    token = secrets.token_hex(16)
+    (workdir / "token").write_text(token + "\n")
+    port = free_port()
+    config = {
+        "webhook": {"listen": f"127.0.0.1:{port}", "token_file": str(workdir / "token")},
+        "prometheus": {"url": prometheus, "timeout_seconds": 5},
+        "kubernetes": {"host": kube, "namespaces": [namespace]},
+        "loop": {"interval_seconds": 86400},
+        "state_dir": str(workdir / "state"),
+    }
+    (workdir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    base = f"http://127.0.0.1:{port}"
+    try:
+        procs.append(_child(workdir, "agent", ["serve", "--config", str(workdir / "config.yaml")], base + "/healthz"))
+    except BaseException:
+        stop_all(procs)
+        raise
+    return procs, base, token
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in reversed(procs):
+        stop_agent(proc)
 
 
 def stop_agent(proc: subprocess.Popen) -> None:
@@ -239,15 +263,28 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99": round(float(np.percentile(arr, 99)), 2), "max": round(float(arr.max()), 2)}
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def bench(base: str, token: str | None, namespace: str, fixtures: Path, workloads: int, concurrency: int,
-          warmup: int) -> dict[str, Any]:
+          warmup: int, agent_pid: int | None = None) -> dict[str, Any]:
     prefix = f"r{secrets.token_hex(3)}-"  # fresh workload names each run, so a reused agent has no history of them
     if warmup:
         warm = build_scripts(fixtures, namespace, [f"{prefix}warm-{n}" for n in range(warmup)])
         asyncio.run(drive(base, token, warm, concurrency))
     scripts = build_scripts(fixtures, namespace, [f"{prefix}w{n}" for n in range(workloads)])
     before = scrape(base)
+    load_before, cpu_before, client_before = os.getloadavg()[0], cpu_seconds(agent_pid), time.process_time()
     outcomes, elapsed = asyncio.run(drive(base, token, scripts, concurrency))
+    cpu_after, client_after, load_after = cpu_seconds(agent_pid), time.process_time(), os.getloadavg()[0]
     after = scrape(base)
 
     latencies = [seconds for o in outcomes for _, seconds in o.latencies]
@@ -280,6 +317,12 @@ def bench(base: str, token: str | None, namespace: str, fixtures: Path, workload
         "seconds": round(elapsed, 3), "alerts_per_second": round(alerts / elapsed, 1),
         "requests_per_second": round(requests_sent / elapsed, 1),
         "latency_ms": percentiles(latencies),
+        # On a shared machine wall-clock rates say as much about the neighbours as about aiops: CPU seconds don't.
+        "agent_cpu_seconds": round(cpu_after - cpu_before, 2) if cpu_before is not None else None,
+        "alerts_per_agent_cpu_second": round(alerts / (cpu_after - cpu_before), 1)
+        if cpu_before is not None and cpu_after and cpu_after > cpu_before else None,
+        "client_cpu_seconds": round(client_after - client_before, 2),
+        "load_average_1m": [round(load_before, 2), round(load_after, 2)],
         "latency_ms_by_kind": {kind: percentiles(values) for kind, values in sorted(by_kind.items())},
         "outcomes": dict(sorted(outcome_totals.items())),
         "expected_outcomes": {k: v * workloads for k, v in sorted(per_script.items())},
@@ -298,30 +341,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", type=int, default=2000, help="workload scripts (9 alerts, 5 requests each)")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--warmup", type=int, default=50, help="workload scripts before the measured run")
+    parser.add_argument("--backend", choices=("sim", "dead"), default="sim",
+                        help="what the started agent's Prometheus and Kubernetes API are (see above)")
     parser.add_argument("--fixtures", type=Path, default=FIXTURES, help="folder of alertmanager_*.json payloads")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
-    proc = None
+    procs: list[subprocess.Popen] = []
     workdir = None
     if args.url:
         base = args.url.rstrip("/")
         token = args.token_file.read_text().strip() if args.token_file else None
     else:
         workdir = Path(tempfile.mkdtemp(prefix="aiops-bench-webhook-"))
-        proc, base, token = start_agent(workdir, args.namespace)
+        procs, base, token = start_agent(workdir, args.namespace, args.backend)
     try:
-        result = bench(base, token, args.namespace, args.fixtures, args.workloads, args.concurrency, args.warmup)
+        agent_pid = procs[-1].pid if procs else None
+        result = bench(base, token, args.namespace, args.fixtures, args.workloads, args.concurrency, args.warmup,
+                       agent_pid)
     finally:
-        if proc is not None:
-            stop_agent(proc)
+        stop_all(procs)
     result["command"] = "python -m bench.webhook " + " ".join(argv if argv is not None else sys.argv[1:])
     result["cpus"] = os.cpu_count()
-    result["agent"] = args.url or f"aiops serve started by the bench (log: {workdir / 'agent.log'})"
+    result["agent"] = args.url or f"aiops serve started by the bench, backend {args.backend} (logs in {workdir})"
     lat = result["latency_ms"]
     print(f"{result['alerts']} alerts in {result['requests']} requests over {result['seconds']} s: "
           f"{result['alerts_per_second']:.0f} alerts/s, {result['requests_per_second']:.0f} requests/s; "
           f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
+    if result["agent_cpu_seconds"] is not None:
+        print(f"agent process: {result['agent_cpu_seconds']} CPU s, {result['alerts_per_agent_cpu_second']:.0f} "
+              f"alerts per CPU second; client {result['client_cpu_seconds']} CPU s; 1-min load "
+              f"{result['load_average_1m'][0]} -> {result['load_average_1m'][1]} on {os.cpu_count()} cores")
     for kind, k in result["latency_ms_by_kind"].items():
         print(f"  {kind:24s} p50 {k['p50']:7.2f} ms  p99 {k['p99']:7.2f} ms")
     print("no alert lost or handled twice" if result["ok"] else f"PROBLEMS: {result['problems']}")
