@@ -15,7 +15,9 @@ from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
 from aiops.serve.worker import IncidentWorker, QueueingReceiver
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager"
+# shared/ lies beside the repository (../shared); the first ancestor that has it.
+FIXTURES = next((p / "shared" / "fixtures" / "alertmanager" for p in Path(__file__).resolve().parents
+                 if (p / "shared" / "fixtures" / "alertmanager").is_dir()), Path("../shared/fixtures/alertmanager"))
 TOKEN = "bench-token"
 
 
