@@ -1,7 +1,7 @@
 """Load on the Alertmanager webhook of a running ``aiops serve``: alerts per second, receive-path latency, and a
 check that no alert is lost or handled twice.
 
-    python -m bench.webhook [--workloads 2000] [--concurrency 16] [--out FILE.json]
+    python -m bench.webhook [--workloads 2000] [--concurrency 8] [--out FILE.json]
     python -m bench.webhook --url http://127.0.0.1:8080 --token-file TOKEN --namespace shop   # an agent you run
 
 Without ``--url`` it starts ``aiops serve`` itself (a child process: the server and this client each get their own
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-file", type=Path, help="its webhook bearer token, with --url")
     parser.add_argument("--namespace", default=NAMESPACE, help="a namespace in the agent's allow-list")
     parser.add_argument("--workloads", type=int, default=2000, help="workload scripts (9 alerts, 5 requests each)")
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--warmup", type=int, default=50, help="workload scripts before the measured run")
     parser.add_argument("--backend", choices=("sim", "dead"), default="sim",
                         help="what the started agent's Prometheus and Kubernetes API are (see above)")
