@@ -251,3 +251,30 @@ def test_conflicts_that_never_end_fail_the_plan_and_change_nothing(sim, kube, fa
         assert len(agent.deferred) == 0  # a failed plan is an outcome, not an error to retry
     finally:
         agent.stop()
+
+
+def test_during_an_outage_new_incidents_are_held_back_without_trying(sim, kube, tmp_path):
+    prometheus = FaultyPrometheus(PrometheusClient(sim.prom_url))
+    agent = start(sim, tmp_path, prometheus=prometheus)
+    try:
+        before = generation(kube)
+        prometheus.down = True
+        alert_and_drain(agent, sim)  # cart: tried, failed, trips the breaker
+        answer = post_alert(agent, alert_payload("shop", "catalog", sim.clock.now() - 120))
+        assert answer.json()["outcomes"] == {"opened": 1}
+        assert agent.worker.drain(DRAIN_SECONDS)
+        assert agent.worker.failed == 1, "the second incident must be held back, not tried and failed"
+        assert len(agent.deferred) == 2 and metric(agent, "aiops_incidents_deferred") == 2
+        assert "PrometheusError" in agent.deferred.reasons()[answer.json()["incidents"][0]]
+
+        prometheus.down = False
+        wait_until(lambda: readyz(agent).status_code == 200, RECOVERY_SECONDS, "/readyz to be ready again")
+        wait_until(lambda: len(agent.results) == 2, RECOVERY_SECONDS, "both held incidents to be handled")
+        assert agent.worker.drain(DRAIN_SECONDS)
+        handled = {r.incident.target.name: r for r in agent.results}
+        assert set(handled) == {"cart", "catalog"}
+        assert handled["cart"].execution.state is ExecutionState.SUCCEEDED
+        assert generation(kube) == before + 1
+        assert len(agent.deferred) == 0
+    finally:
+        agent.stop()

@@ -34,7 +34,7 @@ from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
-from aiops.serve.retry import DeferredIncidents
+from aiops.serve.retry import DeferredIncidents, DependencyBreaker, is_dependency_failure
 from aiops.serve.scheduler import LoopScheduler
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
@@ -130,8 +130,9 @@ class Agent:
         # Every journal write goes through the guard: a failed write stops the plan, shows on /readyz and metrics.
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
         parts.pipeline.runner.store = self.journal_guard
-        self.journal_guard.on_recover(lambda: self.retry_deferred(force=True))
+        self.journal_guard.on_recover(self._dependency_back)
         self.deferred = DeferredIncidents()
+        self.breaker = DependencyBreaker()
         self._was_ready: bool | None = None
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes,
                                     "journal": self.journal_guard.check}, on_result=self._on_readiness)
@@ -148,15 +149,26 @@ class Agent:
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
 
-    def handle(self, incident: Incident) -> PipelineResult:
+    def handle(self, incident: Incident) -> PipelineResult | None:
         """The worker's job: one incident through the pipeline, counted in the agent's metrics. An incident whose
-        handling raised (a dependency down, the journal unwritable) is kept and tried again later."""
+        handling raised (a dependency down, the journal unwritable) is kept and tried again later; while a
+        dependency is known to be down, new ones are kept without trying (``None``)."""
+        held = self.breaker.holding()
+        if held is not None:
+            self.deferred.defer(incident.id, held)
+            self.metrics.incidents_deferred.set(len(self.deferred))
+            log.info("incident held back while a dependency is down: %s", held, extra={"incident": incident.id})
+            return None
         try:
             result = self.parts.pipeline.handle(incident)
         except Exception as exc:
+            if is_dependency_failure(exc):
+                self.breaker.trip(f"{type(exc).__name__}: {exc}")
             self._defer(incident, exc)
             raise
         self.deferred.done(incident.id)
+        if self.breaker.reset():
+            self.retry_deferred(force=True)
         self.metrics.incidents_deferred.set(len(self.deferred))
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
         count_diagnosis(self.metrics, result.diagnosis)
@@ -209,10 +221,17 @@ class Agent:
 
     def _on_readiness(self, ready: bool, checks: dict[str, str]) -> None:
         self.metrics.record_readiness(ready, checks)
-        came_back = ready and self._was_ready is False
+        came_back = ready and self._was_ready is not True  # the first check counts: nothing said ready before
         self._was_ready = ready
-        if ready and len(self.deferred):
-            self.retry_deferred(force=came_back)
+        if came_back:
+            self._dependency_back()
+        elif ready and len(self.deferred):
+            self.retry_deferred()
+
+    def _dependency_back(self) -> None:
+        """Readiness turned green or the journal took a write again: stop holding back and retry at once."""
+        self.breaker.reset()
+        self.retry_deferred(force=True)
 
     def start(self) -> "Agent":
         self.worker.start()

@@ -1,5 +1,6 @@
 """Incidents whose handling failed for a reason outside them (Prometheus or the apiserver down, the journal
-unwritable), kept so the agent tries them again by itself instead of waiting for Alertmanager to repeat.
+unwritable), kept so the agent tries them again by itself instead of waiting for Alertmanager to repeat; and the
+breaker that stops trying new ones while such a dependency is known to be down.
 
 Each failure pushes the next try back (10 s, 20 s, 40 s ... at most 5 min); after ``max_attempts`` failures the
 incident is given up (logged), so a bug that fails every time cannot loop forever. A forced retry (a dependency
@@ -13,6 +14,10 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from aiops.clients.kube import KubeError
+from aiops.clients.prometheus import PrometheusError
+from aiops.serve.journal_guard import JournalUnwritable
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +84,49 @@ class DeferredIncidents:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+class DependencyBreaker:
+    """Stops the worker from trying incidents for ``hold_seconds`` after one failed because a dependency is down,
+    so an alert storm during an outage costs a queue entry per incident instead of a failed pass and a traceback.
+
+    After the hold one incident is tried again (a failure holds again); ``reset`` (a success, readiness or the
+    journal coming back) ends the hold at once.
+    """
+
+    def __init__(self, hold_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._hold = hold_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._reason: str | None = None
+
+    def holding(self) -> str | None:
+        """Why incidents are held back now, or None when the next one may be tried."""
+        with self._lock:
+            return self._reason if self._reason is not None and self._clock() < self._until else None
+
+    def trip(self, reason: str) -> None:
+        """A dependency failed: hold incidents back for ``hold_seconds``."""
+        with self._lock:
+            self._reason = reason
+            self._until = self._clock() + self._hold
+
+    def reset(self) -> bool:
+        """End any hold; True when there was one (tripped and not reset since)."""
+        with self._lock:
+            was = self._reason is not None
+            self._reason = None
+            self._until = 0.0
+            return was
+
+
+def is_dependency_failure(exc: BaseException) -> bool:
+    """True for failures of what the agent depends on (Prometheus, the API server, the journal, the network),
+    as opposed to a problem with one incident."""
+    if isinstance(exc, (JournalUnwritable, PrometheusError, OSError, TimeoutError)):
+        return True
+    if isinstance(exc, KubeError):
+        return exc.status == 0 or exc.status >= 500 or exc.status == 429
+    # The kubernetes client lets urllib3's connection errors through; requests' are RequestException (OSError).
+    return type(exc).__module__.split(".")[0] in ("urllib3", "requests")
