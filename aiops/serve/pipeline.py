@@ -61,7 +61,7 @@ def detect_window(observations: Observations, split: float,
                   detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector) -> list[Anomaly]:
     """Every detector on one window: metric anomalies (fitted on ``[start, split)``, scoring ``[split, end]``) and
     log-template anomalies (never-seen or surging templates in the recent part)."""
-    return detect_and_drift_window(observations, split, detector_factory)[0]
+    return _fit_and_detect(observations, split, detector_factory)[1]
 
 
 def detect_and_drift_window(observations: Observations, split: float,
@@ -69,13 +69,19 @@ def detect_and_drift_window(observations: Observations, split: float,
                             ) -> tuple[list[Anomaly], dict[tuple[str, str], DriftReport]]:
     """``detect_window`` plus each workload's drift of the recent part from the baseline, from the same fit
     (empty when the detector keeps no drift reference)."""
+    detector, anomalies = _fit_and_detect(observations, split, detector_factory)
+    drift_of = getattr(detector, "drift", None)
+    drift = drift_of(observations.signals, split, observations.end) if callable(drift_of) else {}
+    return anomalies, drift
+
+
+def _fit_and_detect(observations: Observations, split: float,
+                    detector_factory: Callable[[], WorkloadDetector]) -> tuple[WorkloadDetector, list[Anomaly]]:
     detector = detector_factory()
     detector.fit(observations.signals, observations.start, split)
     anomalies = detector.detect(observations.signals, split, observations.end)
     anomalies += LogAnomalyDetector().detect(observations.logs, observations.start, split, observations.end)
-    drift_of = getattr(detector, "drift", None)
-    drift = drift_of(observations.signals, split, observations.end) if callable(drift_of) else {}
-    return anomalies, drift
+    return detector, anomalies
 
 
 class IncidentPipeline:

@@ -20,7 +20,8 @@ class LoopScheduler:
     """Runs ``job`` every ``interval_seconds`` in a background thread, never two runs at once.
 
     Missed runs are coalesced into one (a loop that overran does not fire a burst afterwards). Each run's duration
-    goes to ``aiops_loop_seconds`` and its outcome to ``aiops_loop_runs_total``; a run that raises is logged and the schedule continues.
+    goes to ``aiops_loop_seconds`` and its outcome to ``aiops_loop_runs_total``; a run that raises is logged and
+    the schedule continues.
     """
 
     def __init__(self, job: Callable[[], None], interval_seconds: float, metrics: AgentMetrics | None = None,
