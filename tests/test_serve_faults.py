@@ -175,6 +175,7 @@ def test_scheduled_loop_failure_is_counted_by_outcome(sim, tmp_path):
     prometheus.down = True
     agent = start(sim, tmp_path, prometheus=prometheus)
     try:
+        agent.scheduler.shutdown()  # the idle hourly one start() launched
         agent.scheduler = LoopScheduler(agent.run_cycle, 0.05, agent.metrics)
         agent.scheduler.start()
         wait_until(lambda: metric(agent, "aiops_loop_runs_total", outcome="error"), 20, "a failed loop run")
