@@ -49,7 +49,7 @@ def test_trained_model_is_checked_for_drift_and_retrained_by_the_agent(sim, tmp_
         sim.advance(1800)
         [moved] = agent.run_drift_check()
         assert moved.drifted and moved.score >= 0.3
-        gauge = agent.metrics.detector_drift.labels(model=sim.namespace)._value.get()
+        gauge = agent.metrics.model_drift.labels(model=sim.namespace)._value.get()
         assert gauge == pytest.approx(moved.score)
         assert agent.metrics.diagnoses.labels(fault="detector_drift")._value.get() == 1
         assert agent.metrics.plans.labels(state=moved.result.execution.state.value)._value.get() == 1

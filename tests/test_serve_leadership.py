@@ -272,7 +272,7 @@ def test_gate_holds_until_leading_then_resumes_first_and_skips_resolved():
     cart, web = incident(tracker, "cart"), incident(tracker, "web")
     assert gate.admit(cart) is False and gate.admit(web) is False and gate.admit(cart) is False
     assert gate.held == [web.id, cart.id]  # newest update per incident, oldest first
-    assert metrics.incidents_deferred._value.get() == 2
+    assert metrics.incidents_held._value.get() == 2
     tracker.resolve(web.id)
     elector.lead()
     assert done.wait(5)

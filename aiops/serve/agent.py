@@ -24,7 +24,7 @@ from aiops.diagnose.glm import GlmAnalyzer
 from aiops.diagnose.ranking import StatisticalRanker
 from aiops.diagnose.rules import RuleEngine, RuleSet
 from aiops.domain.errors import InputError
-from aiops.domain.incident import Incident
+from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
 from aiops.domain.protocols import Clock
 from aiops.domain.plans import ActionPlan
@@ -42,12 +42,15 @@ from aiops.serve.fence import LeaderFence
 from aiops.serve.leader import LeaseElector
 from aiops.serve.leadership import LeadershipGate
 from aiops.serve.drift_check import DriftCheck
+from aiops.serve.accounting import count_diagnosis, count_drift, count_execution, model_versions, set_model_info
+from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
+from aiops.serve.retry import DeferredIncidents, DependencyBreaker, is_dependency_failure
 from aiops.serve.scheduler import LoopScheduler
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
@@ -189,7 +192,16 @@ class Agent:
                                          on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
-        self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
+        # Every journal write goes through the guard: a failed write stops the plan, shows on /readyz and metrics.
+        self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
+        parts.pipeline.runner.store = self.journal_guard
+        self.journal_guard.on_recover(self._dependency_back)
+        self.deferred = DeferredIncidents()
+        self.breaker = DependencyBreaker()
+        self._was_ready: bool | None = None
+        self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes,
+                                    "journal": self.journal_guard.check}, on_result=self._on_readiness)
+        set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
         token = None
         if settings.webhook.token_file:
@@ -208,24 +220,48 @@ class Agent:
         self.approvals = LoopScheduler(self.resume_approved, settings.loop.approval_poll_seconds,
                                        run_immediately=False)
         self.drift_check = DriftCheck(parts.pipeline, ModelStore(settings.models_dir), settings.lifecycle,
-                                      tuple(settings.kubernetes.namespaces), self.metrics.detector_drift)
+                                      tuple(settings.kubernetes.namespaces), self.metrics.model_drift)
         self.drift_scheduler = LoopScheduler(self.run_drift_check, settings.lifecycle.drift_interval_seconds,
                                              run_immediately=False)
 
     def handle(self, incident: Incident) -> PipelineResult | None:
         """The worker's job: one incident through the pipeline, counted in the agent's metrics. A follower only
-        holds it (None) until it leads."""
+        holds it (None) until it leads. An incident whose handling raised (a dependency down, the journal
+        unwritable) is kept and tried again later; while a dependency is known to be down, new ones are kept
+        without trying (None)."""
         if not self.leadership.admit(incident):
             return None
-        result = self.parts.pipeline.handle(incident)
+        held = self.breaker.holding()
+        if held is not None:
+            self.deferred.defer(incident.id, held)
+            self.metrics.incidents_deferred.set(len(self.deferred))
+            log.info("incident held back while a dependency is down: %s", held, extra={"incident": incident.id})
+            return None
+        try:
+            result = self.parts.pipeline.handle(incident)
+        except Exception as exc:
+            if is_dependency_failure(exc):
+                self.breaker.trip(f"{type(exc).__name__}: {exc}")
+            self._defer(incident, exc)
+            raise
+        self.deferred.done(incident.id)
+        if self.breaker.reset():
+            self.retry_deferred(force=True)
+        self.metrics.incidents_deferred.set(len(self.deferred))
+        self._account(result)
+        return result
+
+    def _account(self, result: PipelineResult) -> None:
+        """Count one pipeline result in the metrics and keep it in ``results`` (the last 100)."""
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
+        count_diagnosis(self.metrics, result.diagnosis)
         if result.execution is not None:
             self.metrics.plans.labels(state=result.execution.state.value).inc()
+            count_execution(self.metrics, result.execution)
         else:
             self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
         self.results.append(result)
         del self.results[:-100]
-        return result
 
     def run_cycle(self) -> None:
         """One scheduled pass: collect and detect every namespace in scope, and open incidents for anomalies.
@@ -233,12 +269,54 @@ class Agent:
         if not self.leadership.is_leader:
             return
         pipeline = self.parts.pipeline
+        drift: dict = {}
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
-            anomalies = pipeline.detect(observations)
+            anomalies, namespace_drift = pipeline.detect_and_drift(observations)
+            drift.update(namespace_drift)
             if anomalies:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
+        count_drift(self.metrics, drift)
+        self.retry_deferred()
+
+    def retry_deferred(self, force: bool = False) -> int:
+        """Queue again the failed incidents whose back-off has passed (all of them when ``force``); returns how
+        many were queued. Closed or forgotten incidents are dropped."""
+        queued = 0
+        for incident_id in self.deferred.claim_due(force):
+            incident = self.tracker.get(incident_id)
+            if incident is None or incident.status is not IncidentStatus.OPEN:
+                self.deferred.done(incident_id)
+                continue
+            log.info("retrying incident after an earlier failure", extra={"incident": incident_id})
+            if self.worker.submit(incident):
+                queued += 1
+            else:
+                self.deferred.defer(incident_id, "the worker queue refused the retry")
+        self.metrics.incidents_deferred.set(len(self.deferred))
+        return queued
+
+    def _defer(self, incident: Incident, exc: Exception) -> None:
+        kept = self.deferred.defer(incident.id, f"{type(exc).__name__}: {exc}")
+        self.metrics.incidents_deferred.set(len(self.deferred))
+        if kept:
+            log.warning("incident handling failed (%s: %s); it will be tried again", type(exc).__name__, exc,
+                        extra={"incident": incident.id})
+
+    def _on_readiness(self, ready: bool, checks: dict[str, str]) -> None:
+        self.metrics.record_readiness(ready, checks)
+        came_back = ready and self._was_ready is not True  # the first check counts: nothing said ready before
+        self._was_ready = ready
+        if came_back:
+            self._dependency_back()
+        elif ready and len(self.deferred):
+            self.retry_deferred()
+
+    def _dependency_back(self) -> None:
+        """Readiness turned green or the journal took a write again: stop holding back and retry at once."""
+        self.breaker.reset()
+        self.retry_deferred(force=True)
 
     def resume_unfinished(self) -> list:
         """Finish what a previous run of the agent left half-done (journaled, not yet final)."""
@@ -263,16 +341,8 @@ class Agent:
         """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
         checks = self.drift_check.run()
         for check in checks:
-            result = check.result
-            if result is None:
-                continue
-            self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
-            if result.execution is not None:
-                self.metrics.plans.labels(state=result.execution.state.value).inc()
-            else:
-                self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
-            self.results.append(result)
-        del self.results[:-100]
+            if check.result is not None:
+                self._account(check.result)
         return checks
 
     def start(self) -> "Agent":

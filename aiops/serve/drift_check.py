@@ -71,7 +71,7 @@ class DriftCheck:
         self.store = store
         self.settings = settings
         self.namespaces = namespaces
-        self.gauge = gauge  # aiops_detector_drift{model}, when the agent exposes it
+        self.gauge = gauge  # aiops_model_drift{model}, when the agent exposes it
 
     def run(self) -> list[DriftCheckResult]:
         """Check every namespace that has a saved model; returns one result per model checked."""

@@ -64,10 +64,10 @@ class LeadershipGate:
             while len(self._held) > self._max_held:
                 dropped, _ = self._held.popitem(last=False)
                 log.warning("follower backlog full: dropped the oldest held incident", extra={"incident": dropped})
-            self._metrics.incidents_deferred.set(len(self._held))
+            self._metrics.incidents_held.set(len(self._held))
             if self.is_leader:  # leadership arrived meanwhile and the take-over may have missed this one
                 self._held.pop(incident.id, None)
-                self._metrics.incidents_deferred.set(len(self._held))
+                self._metrics.incidents_held.set(len(self._held))
                 return True
         log.info("follower: holding incident until this agent leads (%s)", self.why_not(),
                  extra={"incident": incident.id})
@@ -124,7 +124,7 @@ class LeadershipGate:
                 log.exception("on_elected hook failed")
         with self._lock:
             held, self._held = list(self._held.values()), collections.OrderedDict()
-            self._metrics.incidents_deferred.set(0)
+            self._metrics.incidents_held.set(0)
         for incident in held:
             current = self._tracker.get(incident.id)
             if current is not None and current.status is IncidentStatus.OPEN:

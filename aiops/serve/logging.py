@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
@@ -15,6 +17,35 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
                                                                                     "taskName"}
 # Context ids first, so a reader finds them in the same place on every line.
 _CONTEXT_KEYS = ("incident", "plan")
+# The ids of the work the current thread (or task) is doing: set by the worker and the pipeline, read by the
+# formatters, so every line logged while handling an incident carries its id without each call passing ``extra``.
+_CONTEXT_VARS = {key: contextvars.ContextVar(f"aiops_log_{key}", default=None) for key in _CONTEXT_KEYS}
+
+
+@contextlib.contextmanager
+def log_context(**ids: str | None):
+    """Within the block, log lines of this thread carry ``ids`` (``incident=``, ``plan=``); restored after."""
+    unknown = set(ids) - set(_CONTEXT_KEYS)
+    if unknown:
+        raise ValueError(f"unknown log context keys {sorted(unknown)}; known: {list(_CONTEXT_KEYS)}")
+    tokens = [(_CONTEXT_VARS[key], _CONTEXT_VARS[key].set(value)) for key, value in ids.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def context_ids(record: logging.LogRecord | None = None) -> dict[str, str]:
+    """The incident/plan ids for a line: the record's own ``extra`` first, else the current log context."""
+    out = {}
+    for key in _CONTEXT_KEYS:
+        value = getattr(record, key, None) if record is not None else None
+        if value is None:
+            value = _CONTEXT_VARS[key].get()
+        if value is not None:
+            out[key] = value
+    return out
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,9 +60,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in _CONTEXT_KEYS:
-            if getattr(record, key, None) is not None:
-                line[key] = getattr(record, key)
+        line.update(context_ids(record))
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and key not in line:
                 line[key] = value
@@ -48,7 +77,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        context = " ".join(f"{k}={getattr(record, k)}" for k in _CONTEXT_KEYS if getattr(record, k, None))
+        context = " ".join(f"{k}={v}" for k, v in context_ids(record).items() if v)
         if context:
             head, sep, tail = text.partition("\n")
             text = f"{head} [{context}]{sep}{tail}"

@@ -8,6 +8,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 # Actions take from a fraction of a second (a patch) to minutes (waiting for a rollout); the loop similar.
 _ACTION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _LOOP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# Confidence is in [0, 1]; tenths are what a person reads on a dashboard, 0.5 is the default acting threshold.
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class AgentMetrics:
@@ -43,12 +45,54 @@ class AgentMetrics:
                                           registry=r)
         self.leader_lost = Counter("aiops_leader_lost", "Times this agent stopped leading, by reason (stolen, "
                                    "renew_failed, released).", ["reason"], registry=r)
-        self.incidents_deferred = Gauge("aiops_incidents_deferred", "Incidents a follower holds until it leads.",
-                                        registry=r)
+        self.incidents_held = Gauge("aiops_incidents_held", "Incidents a follower holds until it leads.",
+                                    registry=r)
         self.writes_fenced = Counter("aiops_writes_fenced", "Cluster writes refused because this agent was not "
                                      "the leader at that moment.", registry=r)
-        self.detector_drift = Gauge("aiops_detector_drift", "Latest drift score of each detector model (0-1).",
-                                    ["model"], registry=r)
+        self.model_drift = Gauge("aiops_model_drift", "Latest drift score of each registered detector model "
+                                 "(0-1), from the scheduled drift check.", ["model"], registry=r)
+        self.diagnosis_confidence = Histogram(
+            "aiops_diagnosis_confidence", "Confidence per diagnosis: each analyzer's best hypothesis (analyzer = "
+            "stats, rules, glm) and the ensemble's chosen one (analyzer = ensemble).", ["analyzer"],
+            buckets=_CONFIDENCE_BUCKETS, registry=r)
+        self.verifications = Counter("aiops_verifications", "Verification outcomes after an action (recovered, "
+                                     "unchanged, worse).", ["outcome"], registry=r)
+        self.loop_runs = Counter("aiops_loop_runs", "Scheduled loop runs by outcome (ok, error).", ["outcome"],
+                                 registry=r)
+        self.detector_drift = Gauge("aiops_detector_drift_score", "Drift score in [0, 1] of each workload's recent "
+                                    "features from its baseline, from the last loop run.",
+                                    ["namespace", "workload"], registry=r)
+        self.detector_drifted = Gauge("aiops_detector_drifted_workloads", "Workloads whose drift score passed "
+                                      "the threshold in the last loop run.", registry=r)
+        self.model_info = Gauge("aiops_model_info", "The models in use (always 1): model = detector, calibration "
+                                "or glm; version says which.", ["model", "version"], registry=r)
+        self.dependency_up = Gauge("aiops_dependency_up", "1 when the last readiness check of a dependency passed "
+                                   "(prometheus, kubernetes, journal), else 0.", ["dependency"], registry=r)
+        self.ready = Gauge("aiops_ready", "1 when every readiness check passed at the last check, else 0.",
+                           registry=r)
+        self.journal_write_failures = Counter("aiops_journal_write_failures", "Execution journal writes that "
+                                              "failed (the plan stopped before its side effect).", registry=r)
+        self.journal_writable = Gauge("aiops_journal_writable", "1 while the execution journal accepts writes; 0 "
+                                      "after a failed write, until a write or a probe succeeds.", registry=r)
+        self.incidents_deferred = Gauge("aiops_incidents_deferred", "Incidents held back while the journal is "
+                                        "unwritable; handled again once it recovers.", registry=r)
+        self.journal_writable.set(1)
+
+    def record_readiness(self, ready: bool, checks: dict[str, str]) -> None:
+        """Mirror a readiness result (``{name: "ok" | reason}``) into ``aiops_ready`` and ``aiops_dependency_up``."""
+        self.ready.set(1 if ready else 0)
+        for name, outcome in checks.items():
+            self.dependency_up.labels(dependency=name).set(1 if outcome == "ok" else 0)
+
+    def series_names(self) -> set[str]:
+        """Every series name ``/metrics`` can show (``_total`` of counters, ``_bucket``/``_sum``/``_count`` of
+        histograms), whether or not a labelled series has been touched yet: what dashboards may query."""
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
+                    "summary": ("", "_sum", "_count"), "info": ("_info",)}
+        names: set[str] = set()
+        for family in self.registry.collect():
+            names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        return names
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric, and its content type."""

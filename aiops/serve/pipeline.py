@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from aiops.detect.drift import DriftReport
 from aiops.detect.logs import LogAnomalyDetector
 from aiops.detect.workload import WorkloadDetector
 from aiops.diagnose.ensemble import Diagnoser
@@ -23,6 +24,7 @@ from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.planner import APPROVAL_REQUIRED, FACTS_UNAVAILABLE, ActionHistory, PlanPolicy, plan
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.silences import silence_matchers
+from aiops.serve.logging import log_context
 from aiops.serve.probe import baseline_levels, latest_levels
 from aiops.settings import LoopSettings
 
@@ -64,11 +66,27 @@ def detect_window(observations: Observations, split: float,
                   detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector) -> list[Anomaly]:
     """Every detector on one window: metric anomalies (fitted on ``[start, split)``, scoring ``[split, end]``) and
     log-template anomalies (never-seen or surging templates in the recent part)."""
+    return _fit_and_detect(observations, split, detector_factory)[1]
+
+
+def detect_and_drift_window(observations: Observations, split: float,
+                            detector_factory: Callable[[], WorkloadDetector] = WorkloadDetector
+                            ) -> tuple[list[Anomaly], dict[tuple[str, str], DriftReport]]:
+    """``detect_window`` plus each workload's drift of the recent part from the baseline, from the same fit
+    (empty when the detector keeps no drift reference)."""
+    detector, anomalies = _fit_and_detect(observations, split, detector_factory)
+    drift_of = getattr(detector, "drift", None)
+    drift = drift_of(observations.signals, split, observations.end) if callable(drift_of) else {}
+    return anomalies, drift
+
+
+def _fit_and_detect(observations: Observations, split: float,
+                    detector_factory: Callable[[], WorkloadDetector]) -> tuple[WorkloadDetector, list[Anomaly]]:
     detector = detector_factory()
     detector.fit(observations.signals, observations.start, split)
     anomalies = detector.detect(observations.signals, split, observations.end)
     anomalies += LogAnomalyDetector().detect(observations.logs, observations.start, split, observations.end)
-    return anomalies
+    return detector, anomalies
 
 
 def detect_with_model(model: WorkloadDetector, observations: Observations, split: float,
@@ -124,6 +142,10 @@ class IncidentPipeline:
         if model is not None:
             return detect_with_model(model, observations, self.split(observations), self.detector_factory)
         return detect_window(observations, self.split(observations), self.detector_factory)
+
+    def detect_and_drift(self, observations: Observations) -> tuple[list[Anomaly], dict[tuple[str, str], DriftReport]]:
+        """``detect`` plus per-workload drift reports (what the scheduled loop exposes as metrics)."""
+        return detect_and_drift_window(observations, self.split(observations), self.detector_factory)
 
     def diagnose(self, incident: Incident, observations: Observations) -> Diagnosis:
         return self.diagnoser.diagnose(incident, observations, list(self.playbooks.values()))
@@ -184,7 +206,8 @@ class IncidentPipeline:
         extra["plan"] = decision.id
         log.info("executing %s on %s (mode %s)", decision.playbook, decision.target, decision.mode.value,
                  extra=extra)
-        result.execution, result.before = self.execute(decision, observations, incident)
+        with log_context(incident=incident.id, plan=decision.id):
+            result.execution, result.before = self.execute(decision, observations, incident)
         log.info("execution ended %s", result.execution.state.value, extra=extra)
         return self._maybe_second(result)
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 from typing import Callable, Mapping
+
+log = logging.getLogger(__name__)
 
 # A check returns None when the dependency is fine, or a short reason why it is not.
 Check = Callable[[], "str | None"]
@@ -22,8 +25,11 @@ class Readiness:
     dependencies. A check still hanging from an earlier probe is not started again.
     """
 
-    def __init__(self, checks: Mapping[str, Check], timeout_seconds: float = 2.0, cache_seconds: float = 5.0) -> None:
+    def __init__(self, checks: Mapping[str, Check], timeout_seconds: float = 2.0, cache_seconds: float = 5.0,
+                 on_result: Callable[[bool, dict[str, str]], None] | None = None) -> None:
         self._checks = dict(checks)
+        # Told every fresh result (not cached re-reads): the agent mirrors it into its metrics.
+        self._on_result = on_result
         self._timeout = timeout_seconds
         self._cache_seconds = cache_seconds
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max(2, 2 * len(self._checks)),
@@ -45,6 +51,7 @@ class Readiness:
             else:
                 results = self._run_all()
                 self._cached = (time.monotonic(), results)
+                self._tell(results)
         return all(v == OK for v in results.values()), dict(results)
 
     def add_info(self, name: str, describe: Callable[[], object]) -> None:
@@ -55,6 +62,14 @@ class Readiness:
     def info(self) -> dict[str, object]:
         """The extra facts registered with ``add_info``, freshly described."""
         return {name: describe() for name, describe in self._info.items()}
+
+    def _tell(self, results: dict[str, str]) -> None:
+        if self._on_result is None:
+            return
+        try:
+            self._on_result(all(v == OK for v in results.values()), dict(results))
+        except Exception:  # noqa: BLE001 - a broken listener must not break the probe
+            log.exception("readiness listener failed")
 
     def invalidate(self) -> None:
         """Forget cached results, so the next probe runs the checks again."""

@@ -20,7 +20,8 @@ class LoopScheduler:
     """Runs ``job`` every ``interval_seconds`` in a background thread, never two runs at once.
 
     Missed runs are coalesced into one (a loop that overran does not fire a burst afterwards). Each run's duration
-    goes to ``aiops_loop_seconds``; a run that raises is logged and the schedule continues.
+    goes to ``aiops_loop_seconds`` and its outcome to ``aiops_loop_runs_total``; a run that raises is logged and
+    the schedule continues.
     """
 
     def __init__(self, job: Callable[[], None], interval_seconds: float, metrics: AgentMetrics | None = None,
@@ -55,12 +56,15 @@ class LoopScheduler:
 
     def _run_once(self) -> None:
         started = time.perf_counter()
+        outcome = "ok"
         try:
             self._job()
         except Exception:  # noqa: BLE001 - one failed run must not end the schedule
             self.failures += 1
+            outcome = "error"
             log.exception("scheduled loop run failed")
         finally:
             self.runs += 1
             if self._metrics is not None:
                 self._metrics.loop_seconds.observe(time.perf_counter() - started)
+                self._metrics.loop_runs.labels(outcome=outcome).inc()

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 from aiops.correlate.incidents import DUPLICATE, OPENED, UPDATED, IncidentTracker
 from aiops.domain.alerts import Alert
 from aiops.domain.incident import Anomaly, Incident, IncidentUpdate
+from aiops.serve.logging import log_context
 from aiops.serve.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class IncidentWorker:
         while (incident := self._next()) is not None:
             failed = False
             try:
-                self._handle(incident)
+                with log_context(incident=incident.id):
+                    self._handle(incident)
             except Exception:  # noqa: BLE001 - one bad incident must not stop the agent
                 failed = True
                 if self._metrics is not None:
