@@ -59,7 +59,7 @@ def image_of(kube: KubeClient) -> str:
 
 
 def test_registry_maps_every_playbook_action_kind():
-    assert set(ACTIONS) == {"restart", "scale", "shift_traffic", "rollback", "escalate"}
+    assert set(ACTIONS) == {"restart", "scale", "shift_traffic", "rollback", "escalate", "degrade", "isolate"}
     assert ACTIONS["shift_traffic"] is ShiftTrafficAction
 
 

@@ -92,6 +92,11 @@ def plan(diagnosis: Diagnosis, playbooks: Mapping[str, Playbook], policy: PlanPo
     return candidate
 
 
+# Params an analyzer may never set: bounds, and where a degrade sends traffic (only the playbook's author says).
+PLAYBOOK_ONLY_PARAMS = frozenset({"max_replicas", "max_fallback_replicas", "fallback", "selector", "strategy",
+                                  "fraction"})
+
+
 def plan_params(playbook: Playbook, proposed: Mapping[str, object], policy: PlanPolicy) -> dict:
     """The playbook's params, filled in by the hypothesis only for keys the playbook declares, then bounded.
 
@@ -100,8 +105,12 @@ def plan_params(playbook: Playbook, proposed: Mapping[str, object], policy: Plan
     """
     params = dict(playbook.params)
     for key, value in proposed.items():
-        if key in params and key != "max_replicas":
+        if key in params and key not in PLAYBOOK_ONLY_PARAMS:
             params[key] = value
     if playbook.action == "scale":
         params["max_replicas"] = min(int(params.get("max_replicas", policy.max_replicas)), policy.max_replicas)
+    if playbook.action == "degrade":
+        for key in ("max_replicas", "max_fallback_replicas"):
+            if key in params:
+                params[key] = min(int(params[key]), policy.max_replicas)
     return params

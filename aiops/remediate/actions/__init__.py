@@ -1,7 +1,9 @@
 """The actions a playbook can run, by the playbook's ``action`` kind (see ``ACTIONS``)."""
 
 from aiops.remediate.actions.base import PLAN_ANNOTATION, ActionError, KubeApi
+from aiops.remediate.actions.degrade import DegradeAction
 from aiops.remediate.actions.escalate import EscalateAction
+from aiops.remediate.actions.isolate import IsolateAction
 from aiops.remediate.actions.restart import RestartAction
 from aiops.remediate.actions.rollback import RollbackAction
 from aiops.remediate.actions.scale import ScaleAction, scaled_replicas
@@ -14,7 +16,9 @@ ACTIONS: dict[str, type] = {
     "shift_traffic": ShiftTrafficAction,
     "rollback": RollbackAction,
     "escalate": EscalateAction,
+    "degrade": DegradeAction,
+    "isolate": IsolateAction,
 }
 
-__all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "EscalateAction", "KubeApi", "RestartAction",
+__all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "DegradeAction", "EscalateAction", "IsolateAction", "KubeApi", "RestartAction",
            "RollbackAction", "ScaleAction", "ShiftTrafficAction", "scaled_replicas"]
