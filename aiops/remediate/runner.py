@@ -9,6 +9,7 @@ from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi
 from aiops.remediate.machine import PlanExecution
+from aiops.remediate.restore import Restorer
 from aiops.remediate.verify import Verifier
 
 DRY_RUN_NOTE = "dry-run"
@@ -33,6 +34,8 @@ class PlaybookRunner:
         self.clock = clock
         self.actions: dict[str, Action] = dict(actions) if actions is not None else \
             {kind: cls(kube, clock) for kind, cls in ACTIONS.items()}
+        # Playbooks with ``restore`` are watched after success and undone once healthy (``remediate.restore``).
+        self.restore_watch = True
 
     def run(self, plan: ActionPlan, before: Mapping[str, float],
             baseline: Mapping[str, float] | None = None) -> Execution:
@@ -85,6 +88,8 @@ class PlaybookRunner:
         data = {"verification": result.as_dict()}
         if result.outcome == "recovered":
             exe.recovered(note=result.note, data=data)
+            if playbook.restore is not None and self.restore_watch:
+                Restorer(self.verifier).watch(exe, action, playbook, change, before)
         elif result.outcome == "unchanged":
             exe.unchanged(note=result.note, data=data)
         else:

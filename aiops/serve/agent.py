@@ -30,6 +30,7 @@ from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
+from aiops.serve.priority import Triage
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
 from aiops.serve.scheduler import LoopScheduler
@@ -73,7 +74,7 @@ class Knowledge:
 def load_knowledge(settings: Settings) -> Knowledge:
     """Load playbooks and rules (bad files are ``InputError``) and build the diagnoser."""
     playbooks = load_playbooks(settings.playbooks_dir)
-    rules = RuleSet.load(settings.rules_dir)
+    rules = RuleSet.load(settings.rules_dir, params=settings.rule_params)
     unknown = rules.validate(list(playbooks))
     if unknown:
         raise InputError(str(settings.rules_dir), "; ".join(unknown))
@@ -121,7 +122,7 @@ class Agent:
         settings = parts.settings
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
-        self.worker = IncidentWorker(self.handle, metrics=self.metrics)
+        self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
