@@ -27,6 +27,8 @@ BASELINE_SECONDS = 3600.0
 RECENT_SECONDS = 600.0
 CYCLE_SECONDS = 60.0
 GIVE_UP_AFTER = 45 * 60.0
+# A mitigation taken back after the service stayed healthy (``restored``) recovered too.
+RECOVERED_STATES = (ExecutionState.SUCCEEDED, ExecutionState.RESTORED)
 
 
 @dataclass
@@ -107,7 +109,7 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
             break
         else:
             timeline.add(sim.clock.now(), "detect", "no anomaly detected: giving up")
-        recovered = bool(result and result.execution and result.execution.state is ExecutionState.SUCCEEDED)
+        recovered = bool(result and result.execution and result.execution.state in RECOVERED_STATES)
         outcome = DemoOutcome(scenario, ns, timeline, result, recovered, time.monotonic() - started)
         outcome.result_playbooks = dict(pipeline.playbooks)
         kube.close()
@@ -143,7 +145,8 @@ def _describe_result(timeline: Timeline, result: PipelineResult) -> None:
     execution = result.execution
     if execution is None:
         return
-    for change in execution.changes:
+    if execution.changes:
+        change = execution.changes[0]
         timeline.add(_state_time(execution, "executing", end), "act", change.description,
                      before=change.before, after=change.after)
     verification = execution.verification or {}
@@ -153,9 +156,20 @@ def _describe_result(timeline: Timeline, result: PipelineResult) -> None:
         levels = ", ".join(f"{signal} {_fmt(result.before.get(signal))} -> {_fmt(value)}"
                            for signal, value in last["values"].items())
         timeline.add(last["ts"], "verify", f"{verification.get('outcome', '?')}: {levels}")
+    for ts, state, note in execution.history:
+        if note.startswith("restore check") or (state == ExecutionState.RESTORED.value
+                                                 and not note.startswith("restored: ")):
+            timeline.add(ts, "restore", note)
+    undo_ts = _state_time(execution, ExecutionState.RESTORED.value,
+                          _state_time(execution, ExecutionState.ROLLED_BACK.value, end))
+    for change in execution.changes[1:]:  # the undo: after a worse verification, or the restore
+        timeline.add(undo_ts, "undo", change.description, before=change.before, after=change.after)
     final_ts = execution.history[-1][0] if execution.history else end
-    timeline.add(final_ts, "result", f"{execution.state.value}"
-                 + (": service recovered" if execution.state is ExecutionState.SUCCEEDED else ""))
+    timeline.add(final_ts, "result", f"{execution.state.value}" + _RESULT_NOTE.get(execution.state, ""))
+
+
+_RESULT_NOTE = {ExecutionState.SUCCEEDED: ": service recovered",
+                ExecutionState.RESTORED: ": service recovered, then the original routing came back"}
 
 
 def _state_time(execution, state: str, default: float) -> float:

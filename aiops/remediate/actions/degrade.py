@@ -92,9 +92,11 @@ class DegradeAction(ObjectAction):
         after = {"service": before["service"], "selector": selector, "fallback": fallback,
                  "fallback_replicas": replicas}
         share = replicas / (primary + replicas)
+        sizing = f"{fallback} {current} -> {replicas} replicas" if replicas != current else \
+            f"{fallback} keeps {current} replica{'s' if current != 1 else ''}"
         change = Change(plan.target, f"service {before['service']}: send ~{share:.0%} of requests to fallback "
-                                     f"{fallback} (selector {_labels(selector)}; {fallback} {current} -> {replicas} "
-                                     f"replicas, {plan.target.name} keeps {primary})", before=before, after=after)
+                                     f"{fallback} (selector {_labels(selector)}; {sizing}, {plan.target.name} keeps "
+                                     f"{primary})", before=before, after=after)
         patch = {"fallback_first": (replicas, "apply"),
                  "service": guarded_patch(obj, [{"op": "replace", "path": "/spec/selector", "value": selector}],
                                           plan.id)}
@@ -107,8 +109,8 @@ class DegradeAction(ObjectAction):
         replicas = change.before.get("fallback_replicas")
         current = int(self.kube.get_deployment(plan.target.namespace, fallback)["spec"].get("replicas", 0)) \
             if fallback else None
-        reverse = Change(plan.target, f"service {now['service']}: selector back to {_labels(original)}; "
-                                      f"fallback {fallback} back to {replicas} replicas",
+        sizing = f"; fallback {fallback} back to {replicas} replicas" if replicas != current else ""
+        reverse = Change(plan.target, f"service {now['service']}: selector back to {_labels(original)}{sizing}",
                          before={**now, "fallback_replicas": current},
                          after={"service": now["service"], "selector": original, "fallback_replicas": replicas})
         selector_ok = not original or now["selector"] == original
