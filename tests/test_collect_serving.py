@@ -82,7 +82,8 @@ def test_ten_second_collection_interval():
 
 def test_the_collector_asks_for_the_serving_metrics_by_their_real_names():
     queries = dict(PrometheusCollector(client=None).queries("ml"))
-    assert queries["vllm:e2e_request_latency_seconds_bucket"] == 'vllm:e2e_request_latency_seconds_bucket{namespace="ml"}'
+    bucket = "vllm:e2e_request_latency_seconds_bucket"
+    assert queries[bucket] == bucket + '{namespace="ml"}'
     assert {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "vllm:num_requests_waiting",
             "vllm:gpu_cache_usage_perc", "process_resident_memory_bytes"} <= set(queries)
 

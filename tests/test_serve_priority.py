@@ -92,10 +92,12 @@ def test_a_retrain_waits_for_a_rollback_of_the_same_workload_but_not_of_another(
 
     worker = IncidentWorker(handle, threads=3).start()
     cart, other = ("shop", "cart"), ("shop", "payments")
-    worker.submit(Incident(id="rollback-cart", target=Target.deployment(*cart), opened=0.0), WorkTag(1, "rollback", cart))
+    worker.submit(Incident(id="rollback-cart", target=Target.deployment(*cart), opened=0.0),
+                  WorkTag(1, "rollback", cart))
     assert wait_for(lambda: "rollback-cart" in running)
     # The most urgent item queued, yet it must wait: its workload is being rolled back.
-    worker.submit(Incident(id="retrain-cart", target=Target.deployment(*cart), opened=0.0), WorkTag(0, "retrain", cart))
+    worker.submit(Incident(id="retrain-cart", target=Target.deployment(*cart), opened=0.0),
+                  WorkTag(0, "retrain", cart))
     worker.submit(Incident(id="retrain-other", target=Target.deployment(*other), opened=0.0),
                   WorkTag(7, "retrain", other))
     assert wait_for(lambda: "retrain-other" in order)

@@ -20,5 +20,6 @@ ACTIONS: dict[str, type] = {
     "isolate": IsolateAction,
 }
 
-__all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "DegradeAction", "EscalateAction", "IsolateAction", "KubeApi", "RestartAction",
+__all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "DegradeAction", "EscalateAction",
+           "IsolateAction", "KubeApi", "RestartAction",
            "RollbackAction", "ScaleAction", "ShiftTrafficAction", "scaled_replicas"]
