@@ -93,20 +93,29 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
 
         tracker = IncidentTracker(sim.clock, namespaces=(ns,))
         result = None
+        told: tuple | None = None  # the last decision shown: a repeated notify-only answer is not shown again
         while sim.clock.now() - timeline.origin < GIVE_UP_AFTER:
             sim.advance(CYCLE_SECONDS)
             observations = pipeline.observe(ns)
             anomalies = pipeline.detect(observations)
             if not anomalies:
                 continue
-            _describe_anomalies(timeline, sim.clock.now(), anomalies)
             updates = tracker.add_anomalies(anomalies)
             worst = max(anomalies, key=lambda a: a.severity)
-            incident = next(u.incident for u in updates if u.incident.target == worst.target)
-            timeline.add(sim.clock.now(), "incident", f"opened {incident.id} for {incident.target}")
+            update = next(u for u in updates if u.incident.target == worst.target)
+            incident = update.incident
+            seen_at = sim.clock.now()
             result = pipeline.handle(incident, observations)
-            _describe_result(timeline, result)
-            break
+            choice = (result.diagnosis.chosen.target, result.diagnosis.chosen.playbook)
+            if choice != told:
+                _describe_anomalies(timeline, seen_at, anomalies)
+                verb = "opened" if told is None else "updated"
+                timeline.add(seen_at, "incident", f"{verb} {incident.id} for {incident.target}")
+                _describe_result(timeline, result)
+                told = choice
+            if not _notified_only(result, pipeline.playbooks):
+                break
+            # A person was told; the agent keeps watching and acts once an acting playbook fits.
         else:
             timeline.add(sim.clock.now(), "detect", "no anomaly detected: giving up")
         recovered = bool(result and result.execution and result.execution.state in RECOVERED_STATES)
@@ -114,6 +123,13 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
         outcome.result_playbooks = dict(pipeline.playbooks)
         kube.close()
         return outcome
+
+
+def _notified_only(result: PipelineResult, playbooks) -> bool:
+    """True when the pass chose to notify a person (``escalate``; a repeat is held by the cooldown): the demo then
+    keeps watching."""
+    book = playbooks.get(result.diagnosis.chosen.playbook)
+    return book is not None and not book.acts
 
 
 def _describe_anomalies(timeline: Timeline, now: float, anomalies: list[Anomaly]) -> None:

@@ -26,7 +26,7 @@ def serving_models() -> dict[str, ServiceModel]:
                      daily_amplitude=0.05, gpu=GpuProfile()),
         ServiceModel("llm-small", base_rps=3, replicas=1, capacity_rps=30, latency_seconds=0.03,
                      cpu_per_request=0.006, memory_baseline=1024 * MiB, memory_limit=8 * GiB,
-                     path="/v1/completions", daily_amplitude=0.05,
+                     path="/v1/completions", daily_amplitude=0.05, base_error_ratio=0.0,
                      gpu=GpuProfile(model_name="llama-3-8b-instruct-awq", weights_mib=6000.0, kv_pool_mib=4000.0,
                                     median_latency=0.03, process_memory=3 * GiB)),
     ]
