@@ -116,3 +116,14 @@ def test_policy_thresholds_are_rule_parameters():
         RuleSet.load(STOCK_RULES, params={"model-overload": {"latency": 1.0}})
     with pytest.raises(InputError, match="no rule named nope"):
         RuleSet.load(STOCK_RULES, params={"nope": {"x": 1.0}})
+
+
+def test_memory_growth_demo_escalates_first_then_isolates_and_restores():
+    outcome = run_demo("model_memory_growth")
+
+    assert outcome.recovered and outcome.result.execution.state is ExecutionState.RESTORED
+    plans = [e["message"].split(" on ")[0] for e in outcome.timeline.entries if e["stage"] == "plan"]
+    # Too early to fit the policy (escalated to a person), then the growth passed 30 %: isolate.
+    assert plans == ["escalate", "isolate-pod"]
+    stages = [e["stage"] for e in outcome.timeline.entries]
+    assert stages.index("undo") > stages.index("verify") and stages[-1] == "result"
