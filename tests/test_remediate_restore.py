@@ -116,3 +116,16 @@ def test_restore_limits_name_known_signals(tmp_path):
     with pytest.raises(InputError) as err:
         read_playbook(tmp_path / "bad.yaml")
     assert "restore.below" in err.value.reason and "gpu_utilisation" in err.value.reason
+
+
+def test_without_limits_a_check_judges_like_verification():
+    from aiops.remediate.restore import restore_signals, unhealthy
+    book = PLAYBOOKS["isolate-pod"]  # restore without ``below``: the verify signals, recovered_ratio 0.9
+    before = {"gpu_memory": 100.0, "process_memory": 50.0}
+    signals = restore_signals(book, before)
+    assert signals == ["gpu_memory", "process_memory"]
+    assert unhealthy({"gpu_memory": 85.0, "process_memory": 40.0}, signals, book, before) == []
+    assert unhealthy({"gpu_memory": 95.0, "process_memory": 40.0}, signals, book, before) == ["gpu_memory 95 > 90"]
+    # Inside the normal band counts as healthy, as in verification.
+    assert unhealthy({"gpu_memory": 95.0, "process_memory": 40.0}, signals, book, before,
+                     baseline={"gpu_memory": 96.0}) == []

@@ -30,7 +30,7 @@ class RestoreSpec(BaseModel):
 
     A reading is healthy when every signal in ``below`` is under its limit (limits below the trigger leave headroom
     for the traffic that comes back), or, with ``below`` empty, when every verify signal is at or under
-    ``recovered_ratio`` x its pre-action level. After ``max_checks`` readings without such a run, the changed
+    ``recovered_ratio`` x its pre-action level or inside its normal band, as verification judges. After ``max_checks`` readings without such a run, the changed
     routing stays and the journal says so.
     """
 

@@ -26,8 +26,12 @@ def restore_signals(playbook: Playbook, before: Mapping[str, float]) -> list[str
 
 
 def unhealthy(values: Mapping[str, float], signals: Sequence[str], playbook: Playbook,
-              before: Mapping[str, float]) -> list[str]:
-    """Why a reading is not healthy (empty: healthy). A signal that cannot be read is not healthy."""
+              before: Mapping[str, float], baseline: Mapping[str, float] | None = None) -> list[str]:
+    """Why a reading is not healthy (empty: healthy). A signal that cannot be read is not healthy.
+
+    Without a ``below`` limit a signal is healthy, as in verification, at or under ``recovered_ratio`` x its
+    pre-action level or inside its normal band (``baseline``).
+    """
     spec = playbook.restore or RestoreSpec()
     problems = []
     for name in signals:
@@ -35,9 +39,13 @@ def unhealthy(values: Mapping[str, float], signals: Sequence[str], playbook: Pla
         if value is None or value != value:  # missing or NaN
             problems.append(f"{name} not readable")
             continue
-        limit = spec.below[name] if name in spec.below else playbook.verify.recovered_ratio * before[name]
-        if value >= limit:
-            problems.append(f"{name} {value:.4g} >= {limit:.4g}")
+        if name in spec.below:
+            if value >= spec.below[name]:
+                problems.append(f"{name} {value:.4g} >= {spec.below[name]:.4g}")
+            continue
+        limit = playbook.verify.recovered_ratio * before[name]
+        if value > limit and not (baseline and name in baseline and value <= baseline[name]):
+            problems.append(f"{name} {value:.4g} > {limit:.4g}")
     return problems
 
 
@@ -48,7 +56,7 @@ class Restorer:
         self.verifier = verifier
 
     def watch(self, exe: PlanExecution, action: Action, playbook: Playbook, change: Change,
-              before: Mapping[str, float]) -> Execution:
+              before: Mapping[str, float], baseline: Mapping[str, float] | None = None) -> Execution:
         """Read until ``healthy_checks`` healthy readings in a row, then restore; or give up after ``max_checks``."""
         spec = playbook.restore
         plan = exe.execution.plan
@@ -62,7 +70,7 @@ class Restorer:
         for check in range(1, spec.max_checks + 1):
             try:
                 ts, values = self.verifier.sample(plan, signals, spec.interval_seconds)
-                problems = unhealthy(values, signals, playbook, before)
+                problems = unhealthy(values, signals, playbook, before, baseline)
             except Exception as exc:  # noqa: BLE001 - a probe that cannot read is an unhealthy check, not a crash
                 values, problems = {}, [f"probe failed: {exc}"]
             run = 0 if problems else run + 1

@@ -89,7 +89,7 @@ class PlaybookRunner:
         if result.outcome == "recovered":
             exe.recovered(note=result.note, data=data)
             if playbook.restore is not None and self.restore_watch:
-                Restorer(self.verifier).watch(exe, action, playbook, change, before)
+                Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
         elif result.outcome == "unchanged":
             exe.unchanged(note=result.note, data=data)
         else:

@@ -2,8 +2,9 @@
 
 - ``ModelOverload``: demand on the model server's Service rises for a while; only moving part of it elsewhere (a
   fallback model) or more replicas bring the load per GPU back under capacity, and it ends on its own later;
-- ``ServingMemoryGrowth``: one serving pod's process and GPU memory grow while it serves (an allocator that never
-  gives back); a pod that stops serving releases it, so isolating the pod is what stops and clears it.
+- ``ServingMemoryGrowth``: one serving pod's GPU memory (and a little of its process memory) grows while it serves
+  (a CUDA caching allocator that never gives back; the container's working set does not see GPU memory); a pod that
+  stops serving releases it, so isolating the pod is what stops and clears it.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class ServingMemoryGrowth(FaultModel):
 
     name = "serving_memory_growth"
 
-    def __init__(self, workload: str, start: float, bytes_per_second: float = 4 * MiB,
-                 fb_mib_per_second: float = 1.0, duration: float = 1800.0, release_seconds: float = 60.0) -> None:
+    def __init__(self, workload: str, start: float, bytes_per_second: float = 0.5 * MiB,
+                 fb_mib_per_second: float = 12.0, duration: float = 1800.0, release_seconds: float = 60.0) -> None:
         super().__init__(workload, start)
         self.bytes_per_second, self.fb_mib_per_second = bytes_per_second, fb_mib_per_second
         self.duration, self.release_seconds = duration, release_seconds

@@ -23,7 +23,7 @@ def serving_models() -> dict[str, ServiceModel]:
                      path="/v1/chat/completions", daily_amplitude=0.05),
         ServiceModel("llm", base_rps=20, replicas=2, capacity_rps=20, latency_seconds=0.05, cpu_per_request=0.01,
                      memory_baseline=1536 * MiB, memory_limit=8 * GiB, path="/v1/completions",
-                     daily_amplitude=0.05, gpu=GpuProfile()),
+                     daily_amplitude=0.05, gpu=GpuProfile(weights_mib=9000.0, kv_pool_mib=4000.0)),
         ServiceModel("llm-small", base_rps=3, replicas=1, capacity_rps=30, latency_seconds=0.03,
                      cpu_per_request=0.006, memory_baseline=1024 * MiB, memory_limit=8 * GiB,
                      path="/v1/completions", daily_amplitude=0.05, base_error_ratio=0.0,
