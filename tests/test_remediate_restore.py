@@ -129,3 +129,22 @@ def test_without_limits_a_check_judges_like_verification():
     # Inside the normal band counts as healthy, as in verification.
     assert unhealthy({"gpu_memory": 95.0, "process_memory": 40.0}, signals, book, before,
                      baseline={"gpu_memory": 96.0}) == []
+
+
+def test_the_watch_can_run_elsewhere_so_the_runner_returns_at_success(sim):
+    cluster, clock, kube = sim
+    deferred = []
+    probe = ScriptedProbe(*([RECOVERED] * 4 + [CALM] * 3))
+    runner = PlaybookRunner(kube, MemoryJournal(), Verifier(probe, sim_sleep(cluster, clock), clock), PLAYBOOKS,
+                            clock)
+    runner.restore_watch = deferred.append
+    book = PLAYBOOKS["degrade-model"]
+    plan = ActionPlan(plan_id("inc-2", book.name, TARGET), "inc-2", book.name, book.action, TARGET,
+                      dict(book.params), Mode.ACT)
+
+    exe = runner.run(plan, BEFORE)
+
+    assert exe.state is ExecutionState.SUCCEEDED and len(deferred) == 1 and probe.calls == 4
+    assert selector(kube) == {"model-group": "llm"}
+    deferred[0]()  # what the agent's background thread does
+    assert exe.state is ExecutionState.RESTORED and selector(kube) == {"app": "llm"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from aiops.domain.plans import ActionPlan, Change, Execution, Mode
 from aiops.domain.playbook import Playbook
@@ -34,8 +34,9 @@ class PlaybookRunner:
         self.clock = clock
         self.actions: dict[str, Action] = dict(actions) if actions is not None else \
             {kind: cls(kube, clock) for kind, cls in ACTIONS.items()}
-        # Playbooks with ``restore`` are watched after success and undone once healthy (``remediate.restore``).
-        self.restore_watch = True
+        # Playbooks with ``restore`` are watched after success and undone once healthy (``remediate.restore``):
+        # inline (True), not at all (False), or handed to a callable that runs the watch elsewhere (a thread).
+        self.restore_watch: bool | Callable[[Callable[[], object]], None] = True
 
     def run(self, plan: ActionPlan, before: Mapping[str, float],
             baseline: Mapping[str, float] | None = None) -> Execution:
@@ -89,7 +90,12 @@ class PlaybookRunner:
         if result.outcome == "recovered":
             exe.recovered(note=result.note, data=data)
             if playbook.restore is not None and self.restore_watch:
-                Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
+                def watch() -> Execution:
+                    return Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
+                if callable(self.restore_watch):
+                    self.restore_watch(watch)
+                else:
+                    watch()
         elif result.outcome == "unchanged":
             exe.unchanged(note=result.note, data=data)
         else:

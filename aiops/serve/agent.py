@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -123,6 +124,8 @@ class Agent:
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
         self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
+        # A restore watch lasts minutes: it runs on its own thread, so the queue keeps moving meanwhile.
+        parts.pipeline.runner.restore_watch = _in_background
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.results: list[PipelineResult] = []
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes})
@@ -188,3 +191,8 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is shown on /readyz
             return f"unreachable: {exc}"
         return None
+
+
+def _in_background(watch: Callable[[], object]) -> None:
+    """Run a plan's restore watch on a daemon thread (its journal records every check)."""
+    threading.Thread(target=watch, name="aiops-restore-watch", daemon=True).start()
