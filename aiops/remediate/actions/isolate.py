@@ -36,10 +36,7 @@ class IsolateAction(ObjectAction):
         return str(pod)
 
     def _read(self, plan: ActionPlan) -> dict:
-        pod = self.kube.get_pod(plan.target.namespace, self._pod(plan))
-        if (pod.get("metadata") or {}).get("namespace", plan.target.namespace) != plan.target.namespace:
-            raise ActionError(f"pod {self._pod(plan)} is not in namespace {plan.target.namespace}")
-        return pod
+        return self.kube.get_pod(plan.target.namespace, self._pod(plan))
 
     def _write(self, plan: ActionPlan, patch: dict | list) -> dict:
         return self.kube.patch_pod(plan.target.namespace, self._pod(plan), patch)
