@@ -96,6 +96,9 @@ def test_isolate_refuses_without_a_pod_or_when_the_label_does_not_route(sim):
     with pytest.raises(ActionError, match="does not select on 'model-group'"):
         action.apply(make_plan("isolate", {"label": "model-group", "pod": pod}), dry_run=False)
     assert "app" in kube.get_pod(NS, pod)["metadata"]["labels"]
+    other = kube.list_pods(NS, "app=llm-small")[0]["metadata"]["name"]  # in the namespace, not the target's
+    with pytest.raises(ActionError, match="does not belong to Deployment ml/llm"):
+        action.apply(make_plan("isolate", {"label": "app", "pod": other}), dry_run=False)
 
 
 def test_an_analyzer_names_the_pod_but_never_where_a_degrade_sends_traffic():

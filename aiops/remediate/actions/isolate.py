@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
+from aiops.domain.workloads import workload_of_pod, workload_of_replicaset
 from aiops.remediate.actions.base import UNDONE_ANNOTATION, ActionError, ObjectAction, guarded_patch
 
 ISOLATED_LABEL = "aiops.io/isolated"
@@ -49,9 +50,8 @@ class IsolateAction(ObjectAction):
         before = self._state(obj)
         if label not in before["labels"]:
             raise ActionError(f"pod {before['pod']} has no label {label!r}: nothing to take it off its Service by")
-        if not _owned_by(before["labels"], plan.target.name, label):
-            raise ActionError(f"pod {before['pod']} does not belong to {plan.target} (label {label}="
-                              f"{before['labels'][label]!r})")
+        if not _owned_by(obj, plan.target.name):
+            raise ActionError(f"pod {before['pod']} does not belong to {plan.target}")
         service = self.kube.get_service(plan.target.namespace, plan.params.get("service") or plan.target.name)
         selector = (service.get("spec") or {}).get("selector") or {}
         if label not in selector:
@@ -95,6 +95,11 @@ class IsolateAction(ObjectAction):
             raise
 
 
-def _owned_by(labels: dict, workload: str, label: str) -> bool:
-    """A light check that the pod is the target's: the label (usually ``app``) names it, or is not a name."""
-    return label != "app" or labels.get(label) == workload
+def _owned_by(pod: dict, workload: str) -> bool:
+    """True when the pod's ReplicaSet (or, without owner, its name) says it is ``workload``'s."""
+    meta = pod.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("kind") == "ReplicaSet":
+            return workload_of_replicaset(ref.get("name", ""), (meta.get("labels") or {}).get("pod-template-hash")) \
+                == workload
+    return workload_of_pod(meta.get("name", "")) == workload
