@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="run the closed loop on the built-in simulated cluster")
-    demo.add_argument("--scenario", default="memory_leak", help="memory_leak, traffic_surge or bad_deploy")
+    demo.add_argument("--scenario", default="memory_leak",
+                      help="memory_leak, traffic_surge, bad_deploy, model_overload or model_memory_growth")
     demo.add_argument("--format", choices=("text", "json"), default="text")
     demo.add_argument("--seed", type=int, default=0)
 

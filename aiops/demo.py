@@ -27,6 +27,8 @@ BASELINE_SECONDS = 3600.0
 RECENT_SECONDS = 600.0
 CYCLE_SECONDS = 60.0
 GIVE_UP_AFTER = 45 * 60.0
+# A mitigation taken back after the service stayed healthy (``restored``) recovered too.
+RECOVERED_STATES = (ExecutionState.SUCCEEDED, ExecutionState.RESTORED)
 
 
 @dataclass
@@ -91,27 +93,43 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0) -> DemoOutcome:
 
         tracker = IncidentTracker(sim.clock, namespaces=(ns,))
         result = None
+        told: tuple | None = None  # the last decision shown: a repeated notify-only answer is not shown again
         while sim.clock.now() - timeline.origin < GIVE_UP_AFTER:
             sim.advance(CYCLE_SECONDS)
             observations = pipeline.observe(ns)
             anomalies = pipeline.detect(observations)
             if not anomalies:
                 continue
-            _describe_anomalies(timeline, sim.clock.now(), anomalies)
             updates = tracker.add_anomalies(anomalies)
             worst = max(anomalies, key=lambda a: a.severity)
-            incident = next(u.incident for u in updates if u.incident.target == worst.target)
-            timeline.add(sim.clock.now(), "incident", f"opened {incident.id} for {incident.target}")
+            update = next(u for u in updates if u.incident.target == worst.target)
+            incident = update.incident
+            seen_at = sim.clock.now()
             result = pipeline.handle(incident, observations)
-            _describe_result(timeline, result)
-            break
+            choice = (result.diagnosis.chosen.target, result.diagnosis.chosen.playbook)
+            if choice != told:
+                _describe_anomalies(timeline, seen_at, anomalies)
+                verb = "opened" if told is None else "updated"
+                timeline.add(seen_at, "incident", f"{verb} {incident.id} for {incident.target}")
+                _describe_result(timeline, result)
+                told = choice
+            if not _notified_only(result, pipeline.playbooks):
+                break
+            # A person was told; the agent keeps watching and acts once an acting playbook fits.
         else:
             timeline.add(sim.clock.now(), "detect", "no anomaly detected: giving up")
-        recovered = bool(result and result.execution and result.execution.state is ExecutionState.SUCCEEDED)
+        recovered = bool(result and result.execution and result.execution.state in RECOVERED_STATES)
         outcome = DemoOutcome(scenario, ns, timeline, result, recovered, time.monotonic() - started)
         outcome.result_playbooks = dict(pipeline.playbooks)
         kube.close()
         return outcome
+
+
+def _notified_only(result: PipelineResult, playbooks) -> bool:
+    """True when the pass chose to notify a person (``escalate``; a repeat is held by the cooldown): the demo then
+    keeps watching."""
+    book = playbooks.get(result.diagnosis.chosen.playbook)
+    return book is not None and not book.acts
 
 
 def _describe_anomalies(timeline: Timeline, now: float, anomalies: list[Anomaly]) -> None:
@@ -143,7 +161,8 @@ def _describe_result(timeline: Timeline, result: PipelineResult) -> None:
     execution = result.execution
     if execution is None:
         return
-    for change in execution.changes:
+    if execution.changes:
+        change = execution.changes[0]
         timeline.add(_state_time(execution, "executing", end), "act", change.description,
                      before=change.before, after=change.after)
     verification = execution.verification or {}
@@ -153,9 +172,20 @@ def _describe_result(timeline: Timeline, result: PipelineResult) -> None:
         levels = ", ".join(f"{signal} {_fmt(result.before.get(signal))} -> {_fmt(value)}"
                            for signal, value in last["values"].items())
         timeline.add(last["ts"], "verify", f"{verification.get('outcome', '?')}: {levels}")
+    for ts, state, note in execution.history:
+        if note.startswith("restore check") or (state == ExecutionState.RESTORED.value
+                                                 and not note.startswith("restored: ")):
+            timeline.add(ts, "restore", note)
+    undo_ts = _state_time(execution, ExecutionState.RESTORED.value,
+                          _state_time(execution, ExecutionState.ROLLED_BACK.value, end))
+    for change in execution.changes[1:]:  # the undo: after a worse verification, or the restore
+        timeline.add(undo_ts, "undo", change.description, before=change.before, after=change.after)
     final_ts = execution.history[-1][0] if execution.history else end
-    timeline.add(final_ts, "result", f"{execution.state.value}"
-                 + (": service recovered" if execution.state is ExecutionState.SUCCEEDED else ""))
+    timeline.add(final_ts, "result", f"{execution.state.value}" + _RESULT_NOTE.get(execution.state, ""))
+
+
+_RESULT_NOTE = {ExecutionState.SUCCEEDED: ": service recovered",
+                ExecutionState.RESTORED: ": service recovered, then the original routing came back"}
 
 
 def _state_time(execution, state: str, default: float) -> float:

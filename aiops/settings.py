@@ -222,6 +222,9 @@ class Settings(_Section):
     log_format: Literal["json", "text"] = "json"
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     lifecycle: LifecycleSettings = Field(default_factory=LifecycleSettings)
+    # Rule thresholds by rule name, then parameter name (``rules/*.yaml`` declare them under ``params``), e.g.
+    # {model-overload: {latency_seconds: 0.3}}; a name the rule does not declare is refused when rules load.
+    rule_params: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

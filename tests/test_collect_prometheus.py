@@ -83,7 +83,7 @@ def prometheus_url():
 def test_collects_raw_series_and_signals(prometheus_url: str) -> None:
     collector = PrometheusCollector(PrometheusClient(prometheus_url, timeout_seconds=5), step=STEP)
     obs = collector.collect("shop", START, END)
-    assert {q["query"] for q in _PrometheusStub.queries} == {f'{m}{{namespace="shop"}}' for m in sig.RAW_METRICS}
+    assert {q["query"] for q in _PrometheusStub.queries} == {f'{m}{{namespace="shop"}}' for m in sig.ALL_RAW_METRICS}
     assert all(float(q["start"]) == START and float(q["end"]) == END for q in _PrometheusStub.queries)
     assert obs.namespace == "shop" and (obs.start, obs.end) == (START, END)
     assert len(obs.series) == 3

@@ -217,7 +217,8 @@ def test_unknown_playbook_is_reported_by_validate(tmp_path):
     ruleset = RuleSet.load(_write(tmp_path, GOOD.replace("restart-workload", "reboot-node")))
     problems = ruleset.validate([p.name for p in stock_playbooks()])
     assert problems == [f"{tmp_path / 'x.yaml'}: rules[0].playbook: unknown playbook 'reboot-node'; choose from "
-                        "escalate, restart-workload, rollback-deploy, scale-up, shift-traffic"]
+                        "degrade-model, escalate, isolate-pod, restart-workload, rollback-deploy, scale-up, "
+                        "shift-traffic"]
 
 
 def test_nested_groups_and_neighbour_criteria_validate(tmp_path):

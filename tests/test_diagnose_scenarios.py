@@ -28,7 +28,7 @@ BASE = {sig.CPU: 0.2, sig.MEMORY: 200e6, sig.RESTARTS: 0.0, sig.AVAILABLE_RATIO:
 
 
 def stock_playbooks() -> list[Playbook]:
-    """The five stock playbooks, as the project ships them (only the fields diagnosis reads)."""
+    """The stock playbooks, as the project ships them (only the fields diagnosis reads)."""
     return [
         Playbook(name="restart-workload", action="restart", faults=("memory_leak",)),
         Playbook(name="scale-up", action="scale", faults=("cpu_saturation", "traffic_surge"),
@@ -36,6 +36,8 @@ def stock_playbooks() -> list[Playbook]:
         Playbook(name="rollback-deploy", action="rollback", faults=("bad_deploy", "crash_loop")),
         Playbook(name="shift-traffic", action="shift_traffic", faults=("bad_replica_set",)),
         Playbook(name="escalate", action="escalate", faults=("unknown", "crash_loop", "dependency_latency")),
+        Playbook(name="degrade-model", action="degrade", faults=("model_overload",)),
+        Playbook(name="isolate-pod", action="isolate", faults=("memory_growth",), params={"pod": None}),
     ]
 
 

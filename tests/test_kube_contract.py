@@ -307,3 +307,38 @@ def test_action_events_and_controller_events_are_listed(api, ns, app):
                                   and "to 4" in e["message"]], DEADLINE, "ScalingReplicaSet event")
     assert scaling[0]["source"]["component"] == "deployment-controller"
     assert scaling[0]["involvedObject"]["name"] == APP
+
+
+# --- isolate (model-serving policy) ----------------------------------------------------------------------------
+
+def test_isolate_takes_a_pod_off_its_service_keeps_it_and_the_replicaset_replaces_it_then_undo_adopts_it(
+        api, ns, app):
+    from aiops.remediate.actions.isolate import ISOLATED_LABEL
+
+    victim = sorted(p["metadata"]["name"] for p in live_pods(api, ns))[0]
+    plan = make_plan(app, "isolate", {"label": "app", "pod": victim})
+    action = ACTIONS["isolate"](api, CLOCK)
+
+    change = action.apply(plan, dry_run=False)
+
+    assert change.applied
+    pod = api.get_pod(ns, victim)
+    assert "app" not in pod["metadata"]["labels"] and pod["metadata"]["labels"][ISOLATED_LABEL] == "true"
+    assert pod["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+    # The ReplicaSet lets go of it and starts a replacement; the isolated pod keeps running.
+    wait_until(lambda: not api.get_pod(ns, victim)["metadata"].get("ownerReferences"), DEADLINE, "pod released")
+    wait_until(lambda: len([p for p in live_pods(api, ns) if is_ready(p)]) == 2, DEADLINE, "replacement ready")
+    assert victim not in {p["metadata"]["name"] for p in live_pods(api, ns)}
+    assert api.get_pod(ns, victim)["metadata"]["name"] == victim
+    rv = api.get_pod(ns, victim)["metadata"]["resourceVersion"]
+    assert action.apply(plan, dry_run=False).already_done
+    assert api.get_pod(ns, victim)["metadata"]["resourceVersion"] == rv
+
+    undo = action.undo(plan, change, dry_run=False)
+
+    assert undo.applied
+    # Adopted again, and the surplus pod (the younger replacement) is removed: two pods, the original among them.
+    wait_until(lambda: len(live_pods(api, ns)) == 2 and victim in {p["metadata"]["name"] for p in live_pods(api, ns)},
+               DEADLINE, "pod adopted back and the surplus removed")
+    assert ISOLATED_LABEL not in api.get_pod(ns, victim)["metadata"]["labels"]
+    assert action.undo(plan, change, dry_run=False).already_done

@@ -59,7 +59,8 @@ def image_of(kube: KubeClient) -> str:
 
 
 def test_registry_maps_every_playbook_action_kind():
-    assert set(ACTIONS) == {"restart", "scale", "shift_traffic", "rollback", "escalate", "retrain"}
+    assert set(ACTIONS) == {"restart", "scale", "shift_traffic", "rollback", "escalate", "retrain", "degrade",
+                            "isolate"}
     assert ACTIONS["shift_traffic"] is ShiftTrafficAction
 
 

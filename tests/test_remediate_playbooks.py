@@ -22,10 +22,12 @@ def write(folder: Path, name: str, text: str) -> Path:
 def test_stock_playbooks_load_with_their_contracted_shape():
     books = load_playbooks(STOCK)
     assert set(books) == {"restart-workload", "scale-up", "shift-traffic", "rollback-deploy", "escalate",
-                          "retrain-detector"}
+                          "retrain-detector", "degrade-model", "isolate-pod"}
     assert {b.action for b in books.values()} == {"restart", "scale", "shift_traffic", "rollback", "escalate",
-                                                  "retrain"}
+                                                  "retrain", "degrade", "isolate"}
     assert books["retrain-detector"].faults == ("detector_drift",)
+    assert books["degrade-model"].restore.healthy_checks == 3
+    assert books["isolate-pod"].restore.healthy_checks == 3
     assert books["scale-up"].params == {"factor": 2, "step_min": 1, "max_replicas": 10}
     assert set(books["restart-workload"].verify.signals) == {"memory", "restarts"}
     assert set(books["scale-up"].verify.signals) == {"latency_p99", "error_ratio"}

@@ -76,7 +76,7 @@ def _rollback(client: KubeClient, workload: str) -> None:
 
 
 def test_scenarios_are_the_documented_ones():
-    assert SCENARIOS == {"memory_leak", "traffic_surge", "bad_deploy"}
+    assert SCENARIOS == {"memory_leak", "traffic_surge", "bad_deploy", "model_overload", "model_memory_growth"}
     scenario = build_scenario("bad_deploy", SimClock(START))
     assert scenario.namespace == "shop" and scenario.fault_workload == "cart"
     assert scenario.expected.playbook == "rollback-deploy"

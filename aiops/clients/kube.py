@@ -136,6 +136,14 @@ class KubeClient:
         kw = {"label_selector": selector} if selector else {}
         return self._call(self._core.list_namespaced_pod, namespace, **kw)["items"]
 
+    def get_pod(self, namespace: str, name: str) -> dict:
+        return self._call(self._core.read_namespaced_pod, name, namespace)
+
+    def patch_pod(self, namespace: str, name: str, patch: dict | list) -> dict:
+        """Merge-patch a dict or JSON-patch a list (e.g. a label removal guarded by a ``test``)."""
+        ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        return self._call(self._core.patch_namespaced_pod, name, namespace, patch, _content_type=ctype)
+
     def read_pod_log(self, namespace: str, pod: str, container: str | None = None,
                      since_seconds: int | None = None, tail_lines: int | None = None,
                      timestamps: bool = True) -> str:

@@ -16,7 +16,8 @@ from aiops.domain.observations import Observations, Series
 
 # The one table of what is asked of Prometheus: (metric name, PromQL template). ``{ns}`` is the namespace,
 # already escaped for a PromQL string literal.
-QUERIES: tuple[tuple[str, str], ...] = tuple((name, name + '{{namespace="{ns}"}}') for name in sig.RAW_METRICS)
+# The serving metrics (DCGM, vLLM, process memory) are asked for too; a namespace without GPUs answers empty.
+QUERIES: tuple[tuple[str, str], ...] = tuple((name, name + '{{namespace="{ns}"}}') for name in sig.ALL_RAW_METRICS)
 
 
 def promql_string(value: str) -> str:

@@ -1,4 +1,4 @@
-"""Raw per-pod Prometheus series -> the 7 workload signals on a regular time grid.
+"""Raw per-pod Prometheus series -> the 7 workload signals (and the serving signals) on a regular time grid.
 
 The evaluation follows Prometheus' range-query semantics so that a case folder, a live Prometheus and the simulator
 give detectors the same numbers: a counter becomes a per-second rate over a trailing window, reset-aware; a gauge
@@ -18,11 +18,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from aiops.collect.evaluation import aggregate as _aggregate, evaluate as _evaluate
+from aiops.collect.serving import serving_signals
 from aiops.collect.workloads import attach_workload
 from aiops.domain import signals as sig
 from aiops.domain.observations import Series
 
 WorkloadKey = tuple[str, str]  # (namespace, workload)
+_KNOWN = frozenset(sig.ALL_RAW_METRICS)
 
 
 def grid_times(start: float, end: float, step: float) -> np.ndarray:
@@ -42,7 +45,8 @@ def default_window(step: float) -> float:
 
 def derive_signals(series: Sequence[Series], start: float, end: float, step: float,
                    window: float | None = None) -> tuple[Series, ...]:
-    """The workload signals (``aiops.domain.signals.SIGNALS``) computed from raw series on ``start..end`` by ``step``.
+    """The workload signals (``aiops.domain.signals.ALL_SIGNALS``: the golden seven, plus the serving signals of
+    workloads exporting DCGM/vLLM metrics) computed from raw series on ``start..end`` by ``step``.
 
     Output series are named by the signal and labelled ``{namespace, workload}``, ordered by namespace, workload,
     then signal. A signal whose inputs are missing (or empty on the grid) is absent; unknown series are ignored.
@@ -71,10 +75,12 @@ def derive_signals(series: Sequence[Series], start: float, end: float, step: flo
     latency = [(k, s) for k, s in by_metric.get(sig.RAW_DURATION, ()) if _is_p99(s)]
     for name, values in _aggregate(latency, _evaluate([s for _, s in latency], grid, window, False), "max").items():
         out[name][sig.LATENCY_P99] = values
+    for name, values in serving_signals(by_metric, grid, window).items():
+        out[name].update(values)
 
     result = []
     for (namespace, workload) in sorted(out):
-        for signal in sig.SIGNALS:
+        for signal in sig.ALL_SIGNALS:
             values = out[(namespace, workload)].get(signal)
             if values is not None and not np.all(np.isnan(values)):
                 result.append(Series(signal, {"namespace": namespace, "workload": workload}, grid.copy(), values))
@@ -130,7 +136,7 @@ def _by_metric(series: Iterable[Series]) -> dict[str, list[tuple[WorkloadKey, Se
     """Known raw series grouped by metric, keyed by workload; pause-container and duplicate pod-total rows dropped."""
     grouped: dict[str, list[tuple[WorkloadKey, Series]]] = defaultdict(list)
     for s in series:
-        if s.name not in sig.RAW_METRICS or len(s.timestamps) == 0:
+        if s.name not in _KNOWN or len(s.timestamps) == 0:
             continue
         labels = attach_workload(s.labels)
         if not labels.get("workload") or labels.get("container") == "POD":
@@ -143,72 +149,3 @@ def _by_metric(series: Iterable[Series]) -> dict[str, list[tuple[WorkloadKey, Se
                          if not ("container" in s.labels and not s.labels["container"]
                                  and (k, s.labels.get("pod")) in with_containers)]
     return grouped
-
-
-def _evaluate(series: Sequence[Series], grid: np.ndarray, window: float, counter: bool) -> np.ndarray:
-    """A ``(len(series), len(grid))`` matrix: each series' rate (counter) or last value (gauge) at each grid time.
-
-    Points with no sample in ``(t - window, t]`` (or fewer than two, for a rate) are NaN.
-    """
-    n, m = len(series), grid.size
-    if n == 0:
-        return np.empty((0, m))
-    lengths = np.fromiter((len(s.timestamps) for s in series), dtype=np.int64, count=n)
-    ts = np.concatenate([np.asarray(s.timestamps, dtype=np.float64) for s in series])
-    vals = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in series])
-    sid = np.repeat(np.arange(n), lengths)
-    keep = ~np.isnan(vals) & ~np.isnan(ts)  # NaN samples are Prometheus staleness markers: treat as absent
-    ts, vals, sid = ts[keep], vals[keep], sid[keep]
-    order = np.lexsort((ts, sid))
-    ts, vals, sid = ts[order], vals[order], sid[order]
-    if ts.size == 0:
-        return np.full((n, m), np.nan)
-
-    base = min(ts.min(), grid[0] - window) - 1.0
-    span = max(ts.max(), grid[-1]) - base + 1.0
-    keys = sid * span + (ts - base)  # series-major, then time: one sorted array for all series
-    query_sid = np.repeat(np.arange(n), m)
-    query_end = query_sid * span + (np.tile(grid, n) - base)
-    last = np.searchsorted(keys, query_end, side="right") - 1
-    first = np.searchsorted(keys, query_end - window, side="right")
-    present = (last >= first) & (last >= 0)
-    last_c = np.clip(last, 0, None)
-    present &= sid[last_c] == query_sid
-
-    if not counter:
-        out = np.where(present, vals[last_c], np.nan)
-        return out.reshape(n, m)
-
-    same = np.empty(vals.size, dtype=bool)
-    same[0] = False
-    same[1:] = sid[1:] == sid[:-1]
-    drops = np.zeros(vals.size)
-    reset = same & (np.r_[np.inf, np.diff(vals)] < 0)
-    # After a reset the counter restarted from zero: carry the pre-reset value forward (Prometheus' rule).
-    drops[reset] = vals[np.flatnonzero(reset) - 1]
-    corrected = vals + np.cumsum(drops)
-    first_c = np.clip(first, 0, vals.size - 1)
-    usable = present & (last > first)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = (corrected[last_c] - corrected[first_c]) / (ts[last_c] - ts[first_c])
-    return np.where(usable, rate, np.nan).reshape(n, m)
-
-
-def _aggregate(items: Sequence[tuple[WorkloadKey, Series]], matrix: np.ndarray, how: str) -> dict[WorkloadKey, np.ndarray]:
-    """Rows of ``matrix`` combined per workload: NaN-ignoring ``sum`` or ``max`` (all-NaN stays NaN)."""
-    if not items:
-        return {}
-    index: dict[WorkloadKey, int] = {}
-    codes = np.fromiter((index.setdefault(k, len(index)) for k, _ in items), dtype=np.int64, count=len(items))
-    groups = len(index)
-    valid = ~np.isnan(matrix)
-    if how == "sum":
-        acc = np.zeros((groups, matrix.shape[1]))
-        np.add.at(acc, codes, np.where(valid, matrix, 0.0))
-    else:
-        acc = np.full((groups, matrix.shape[1]), np.nan)
-        np.fmax.at(acc, codes, matrix)
-    counts = np.zeros((groups, matrix.shape[1]))
-    np.add.at(counts, codes, valid.astype(np.float64))
-    acc[counts == 0] = np.nan
-    return {key: acc[i] for key, i in index.items()}

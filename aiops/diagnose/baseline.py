@@ -155,7 +155,7 @@ def signal_index(observations: Observations) -> dict[tuple[str, str], Series]:
     """The derived workload signals by (workload, signal name); the first series wins if one repeats."""
     index: dict[tuple[str, str], Series] = {}
     for s in observations.signals:
-        if s.workload and s.name in sig.SIGNALS:
+        if s.workload and s.name in sig.ALL_SIGNALS:
             index.setdefault((s.workload, s.name), s)
     return index
 

@@ -20,6 +20,8 @@ STOCK_PLAYBOOK: dict[Fault, str] = {
     Fault.DEPENDENCY_LATENCY: ESCALATE,
     Fault.DETECTOR_DRIFT: "retrain-detector",
     Fault.UNKNOWN: ESCALATE,
+    Fault.MODEL_OVERLOAD: "degrade-model",
+    Fault.MEMORY_GROWTH: "isolate-pod",
 }
 
 

@@ -5,6 +5,10 @@ Each criterion has exactly one kind key::
 
     - signal: memory            # plus one or more of: trend, above_baseline_z, below_baseline_z, ratio_to_baseline
       trend: rising
+    - signal: inference_latency_p99   # absolute levels: the median of the last 3 points above/below a number
+      above: 0.2
+    - signal: process_memory    # up by more than 30 % (latest level over the lowest) within the last 10 minutes
+      increase: {by: 0.3, within: 10m}
     - event: {reason: "OOMKill.*|BackOff", type: Warning, within: 15m}
     - log: {pattern: "(?i)error", min_count: 5, new: true, max_pod_fraction: 0.5}
     - alert: {alertname: HighErrorRate}          # label -> regex (full match)
@@ -12,6 +16,10 @@ Each criterion has exactly one kind key::
     - callers: {signal: latency_p99, above_baseline_z: 3}   # some caller of this workload matches
     - callees: {signal: latency_p99, above_baseline_z: 3}   # some callee of this workload matches
     - any_of: [...]    all_of: [...]    none_of: [...]
+
+A rule may declare ``params`` (name -> number) and use ``"$name"`` for any number in its criteria, so every
+threshold is a parameter; ``RuleSet.load(path, params={rule: {name: value}})`` overrides them (unknown names are
+refused).
 
 Every problem is reported as ``InputError("rules/x.yaml: rules[2].when[0].signal", reason)``.
 """
@@ -21,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
 import re._constants as _sre  # the standard library's regex parser, to inspect a pattern's structure
 import re._parser as _sre_parse
@@ -36,7 +44,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RATIO = re.compile(r"^\s*(>=|<=|>|<)\s*(\d+(?:\.\d+)?)\s*$")
 KIND_KEYS = ("signal", "event", "log", "alert", "rollout", "callers", "callees", "any_of", "all_of", "none_of")
-SIGNAL_OPTIONS = ("trend", "above_baseline_z", "below_baseline_z", "ratio_to_baseline")
+SIGNAL_OPTIONS = ("trend", "above_baseline_z", "below_baseline_z", "ratio_to_baseline", "above", "below", "increase")
+_PARAM_REF = re.compile(r"^\$([a-z_][a-z0-9_]*)$")
 
 
 def parse_duration(value: Any) -> float:
@@ -147,6 +156,13 @@ class RolloutSpec(_Strict):
     within: Duration = 1800.0
 
 
+class IncreaseSpec(_Strict):
+    """The latest level is more than ``by`` (0.3 = 30 %) above the lowest level of the last ``within``."""
+
+    by: float = Field(gt=0)
+    within: Duration = 600.0
+
+
 class Criterion(_Strict):
     """One condition; exactly one kind key is set (see the module docstring)."""
 
@@ -155,6 +171,9 @@ class Criterion(_Strict):
     above_baseline_z: float | None = Field(default=None, gt=0)
     below_baseline_z: float | None = Field(default=None, gt=0)
     ratio_to_baseline: str | None = None
+    above: float | None = None
+    below: float | None = None
+    increase: IncreaseSpec | None = None
     event: EventSpec | None = None
     log: LogSpec | None = None
     alert: dict[str, str] | None = None
@@ -168,8 +187,8 @@ class Criterion(_Strict):
     @field_validator("signal")
     @classmethod
     def _known_signal(cls, value: str | None) -> str | None:
-        if value is not None and value not in sig.SIGNALS:
-            raise ValueError(f"unknown signal {value!r}; choose from {', '.join(sig.SIGNALS)}")
+        if value is not None and value not in sig.ALL_SIGNALS:
+            raise ValueError(f"unknown signal {value!r}; choose from {', '.join(sig.ALL_SIGNALS)}")
         return value
 
     @field_validator("ratio_to_baseline", mode="before")
@@ -220,6 +239,8 @@ class Rule(_Strict):
     playbook: str = Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
     confidence: float = Field(ge=0, le=1)
     when: list[Criterion] = Field(min_length=1)
+    # The thresholds named in ``when`` as ``"$name"`` (already substituted when the file is read).
+    params: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("fault", mode="before")
     @classmethod
@@ -257,8 +278,11 @@ class RuleSet:
     origins: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RuleSet":
-        """Every ``*.yaml``/``*.yml`` file of a folder (or one file). Raises ``InputError`` naming file and key."""
+    def load(cls, path: str | Path, params: Mapping[str, Mapping[str, float]] | None = None) -> "RuleSet":
+        """Every ``*.yaml``/``*.yml`` file of a folder (or one file). Raises ``InputError`` naming file and key.
+
+        ``params`` overrides rule parameters by rule name, then parameter name.
+        """
         path = Path(path)
         if path.is_file():
             files = [path]
@@ -268,18 +292,23 @@ class RuleSet:
             raise InputError(str(path), "rules folder not found")
         rules: list[Rule] = []
         origins: dict[str, str] = {}
+        overrides = {k: dict(v) for k, v in (params or {}).items()}
         for file in files:
-            for i, rule in enumerate(cls._read(file).rules):
+            for i, rule in enumerate(cls._read(file, overrides).rules):
                 here = f"{file}: rules[{i}]"
                 if rule.name in origins:
                     raise InputError(f"{here}.name", f"duplicate rule name {rule.name!r} (first in {origins[rule.name]})")
                 origins[rule.name] = here
                 rules.append(rule)
+        unused = sorted(set(overrides) - set(origins))
+        if unused:
+            raise InputError("rule params", f"no rule named {', '.join(unused)}")
         return cls(tuple(rules), origins)
 
     @staticmethod
-    def _read(file: Path) -> RuleFile:
+    def _read(file: Path, overrides: Mapping[str, Mapping[str, float]] | None = None) -> RuleFile:
         raw, _ = read_yaml_mapping(file, "rule file (a mapping with a 'rules' list)")
+        raw = substitute_params(raw, overrides or {}, str(file))
         try:
             return RuleFile.model_validate(raw)
         except ValidationError as exc:
@@ -294,3 +323,47 @@ class RuleSet:
         return [f"{self.origins.get(r.name, r.name)}.playbook: unknown playbook {r.playbook!r}; "
                 f"choose from {', '.join(sorted(known)) or '(none loaded)'}"
                 for r in self.rules if r.playbook not in known]
+
+
+def substitute_params(raw: Any, overrides: Mapping[str, Mapping[str, float]], file: str) -> Any:
+    """The rule file with every ``"$name"`` in a rule's ``when`` replaced by that rule's parameter value.
+
+    A rule's ``params`` give the defaults; ``overrides[rule name]`` replaces them (only names the rule declares).
+    """
+    if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
+        return raw
+    rules = []
+    for i, rule in enumerate(raw["rules"]):
+        if not isinstance(rule, dict):
+            rules.append(rule)
+            continue
+        here = f"{file}: rules[{i}]"
+        declared = rule.get("params") or {}
+        if not isinstance(declared, dict) or not all(_is_number(v) for v in declared.values()):
+            raise InputError(f"{here}.params", "must map parameter names to numbers")
+        values = dict(declared)
+        for name, value in (overrides.get(str(rule.get("name")), {}) or {}).items():
+            if name not in declared:
+                raise InputError(f"{here}.params", f"rule {rule.get('name')!r} has no parameter {name!r}; "
+                                                   f"declared: {', '.join(sorted(declared)) or 'none'}")
+            if not _is_number(value):
+                raise InputError(f"{here}.params.{name}", f"override must be a number, got {value!r}")
+            values[name] = value
+        rules.append({**rule, "params": values, "when": _resolve(rule.get("when"), values, f"{here}.when")})
+    return {**raw, "rules": rules}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _resolve(node: Any, values: Mapping[str, float], where: str) -> Any:
+    if isinstance(node, str) and (m := _PARAM_REF.match(node)):
+        if m.group(1) not in values:
+            raise InputError(where, f"unknown parameter {node!r}; declare it under the rule's params")
+        return values[m.group(1)]
+    if isinstance(node, dict):
+        return {k: _resolve(v, values, f"{where}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve(v, values, f"{where}[{i}]") for i, v in enumerate(node)]
+    return node

@@ -15,12 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from aiops.diagnose.baseline import DEFAULT_RECENT_FRACTION, SignalShift, measure_all, split_time
+from aiops.diagnose.baseline import DEFAULT_RECENT_FRACTION, SignalShift, measure_all, signal_index, split_time
+from aiops.diagnose.levels import ABSOLUTE_OPTIONS, RELATIVE_OPTIONS, absolute_tests, culprit_pod
 from aiops.diagnose.rollouts import belongs_to, latest_rollout
 from aiops.diagnose.rule_schema import Criterion, Rule, RuleSet, parse_ratio
 from aiops.domain.diagnosis import Evidence, Fault, Hypothesis
 from aiops.domain.incident import Incident
-from aiops.domain.observations import LogLine, Observations
+from aiops.domain.observations import LogLine, Observations, Series
 from aiops.domain.playbook import Playbook
 from aiops.domain.target import Target
 
@@ -96,6 +97,13 @@ class _Context:
         for line in observations.logs:
             self.logs[line.workload].append(line)
         self._baseline_templates: dict[str, set[str]] = {}
+        self._series: dict[tuple[str, str], Series] | None = None
+
+    def series(self, workload: str, signal: str) -> Series | None:
+        """The derived signal series of ``workload`` (for absolute levels, which need no baseline)."""
+        if self._series is None:
+            self._series = signal_index(self.obs)
+        return self._series.get((workload, signal))
 
     def baseline_templates(self, workload: str) -> set[str]:
         if workload not in self._baseline_templates:
@@ -125,9 +133,19 @@ class _Evaluator:
 
     def _signal(self, c: Criterion, workload: str) -> CriterionResult:
         shift = self.ctx.shifts.get((workload, c.signal))
-        if shift is None:
+        relative = any(getattr(c, o) is not None for o in RELATIVE_OPTIONS)
+        if shift is None and relative:
             return CriterionResult("signal", False, f"no {c.signal} data for {workload}")
         tests: list[tuple[bool, str]] = []
+        values = shift.as_dict() if shift is not None else {"signal": c.signal}
+        if not relative:
+            series = self.ctx.series(workload, c.signal)
+            if series is None:
+                return CriterionResult("signal", False, f"no {c.signal} data for {workload}")
+            tests += absolute_tests(c, series, self.ctx.end, values)
+            matched = all(ok for ok, _ in tests)
+            return CriterionResult("signal", matched, f"{c.signal} of {workload}: " + "; ".join(t for _, t in tests),
+                                   values=values)
         if c.trend is not None:
             ok = shift.rise_z >= TREND_Z if c.trend == "rising" else shift.rise_z <= -TREND_Z
             tests.append((ok, f"trend {_fmt(shift.rise_z)} scales over the recent window (want {c.trend})"))
@@ -142,9 +160,14 @@ class _Evaluator:
             ratio = shift.peak_ratio if op.startswith(">") else shift.trough_ratio
             ok = {">": ratio > bound, ">=": ratio >= bound, "<": ratio < bound, "<=": ratio <= bound}[op]
             tests.append((bool(ok), f"ratio to baseline {_fmt(ratio)} (want {op}{_fmt(bound)})"))
+        series = self.ctx.series(workload, c.signal)
+        if series is not None:
+            tests += absolute_tests(c, series, self.ctx.end, values)
+        elif any(getattr(c, o) is not None for o in ABSOLUTE_OPTIONS):
+            tests.append((False, f"no {c.signal} series for the absolute test"))
         matched = all(ok for ok, _ in tests)
         return CriterionResult("signal", matched, f"{c.signal} of {workload}: " + "; ".join(t for _, t in tests),
-                               values=shift.as_dict())
+                               values=values)
 
     def _event(self, c: Criterion, workload: str) -> CriterionResult:
         spec = c.event
@@ -273,7 +296,8 @@ class RuleEngine:
             evidence += [Evidence(kind=_evidence_kind(r.kind), workload=m.workload, summary=r.detail,
                                   data=r.values) for r in _facts(m.criteria)]
             out.append(Hypothesis(target=Target(kind, namespace, m.workload), fault=m.fault, playbook=m.playbook,
-                                  confidence=m.confidence, source=self.name, evidence=tuple(evidence)))
+                                  confidence=m.confidence, source=self.name, evidence=tuple(evidence),
+                                  params=_pod_param(m, observations)))
         return sorted(out, key=lambda h: -h.confidence)
 
 
@@ -286,6 +310,18 @@ def _facts(results: Sequence[CriterionResult]) -> list[CriterionResult]:
         elif r.matched:
             out.append(r)
     return out
+
+
+def _pod_param(match: RuleMatch, observations: Observations) -> dict:
+    """``{"pod": name}`` when the rule held on a per-pod rise (``increase``): the pod that rose the most."""
+    for fact in _facts(match.criteria):
+        window = fact.values.get("increase_within")
+        if fact.kind == "signal" and window is not None:
+            pod = culprit_pod(observations.series, match.workload, fact.values.get("signal", ""),
+                              observations.end, window)
+            if pod:
+                return {"pod": pod}
+    return {}
 
 
 def _evidence_kind(criterion_kind: str) -> str:

@@ -22,6 +22,10 @@ class Fault(str, enum.Enum):
     DEPENDENCY_LATENCY = "dependency_latency"
     DETECTOR_DRIFT = "detector_drift"
     UNKNOWN = "unknown"
+    # Model serving (``rules/model-serving.yaml``): an inference server past its capacity, and a pod whose process
+    # or GPU memory grows while its peers' does not.
+    MODEL_OVERLOAD = "model_overload"
+    MEMORY_GROWTH = "memory_growth"
 
 
 @dataclass(frozen=True, slots=True)

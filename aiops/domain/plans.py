@@ -27,6 +27,8 @@ class ExecutionState(str, enum.Enum):
     ROLLED_BACK = "rolled_back"
     BLOCKED = "blocked"
     SKIPPED = "skipped"
+    # A temporary mitigation (degrade, isolate) undone again after the service stayed healthy: the original routing.
+    RESTORED = "restored"
 
     @property
     def final(self) -> bool:

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate", "retrain"]
+ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate", "retrain", "degrade",
+                     "isolate"]
 ApprovalMode = Literal["auto", "approve", "never"]
 
 
@@ -24,6 +25,24 @@ class VerifySpec(BaseModel):
     worse_ratio: float = Field(default=1.2, gt=1)
 
 
+class RestoreSpec(BaseModel):
+    """Undo a successful action once the service is healthy again: after ``healthy_checks`` consecutive healthy
+    readings, taken every ``interval_seconds``, the action's undo restores the original routing.
+
+    A reading is healthy when every signal in ``below`` is under its limit (limits below the trigger leave headroom
+    for the traffic that comes back), or, with ``below`` empty, when every verify signal is at or under
+    ``recovered_ratio`` x its pre-action level or inside its normal band, as verification judges. After ``max_checks`` readings without such a run, the changed
+    routing stays and the journal says so.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    healthy_checks: int = Field(default=3, ge=1)
+    interval_seconds: float = Field(default=60.0, gt=0)
+    max_checks: int = Field(default=60, ge=1)
+    below: dict[str, float] = Field(default_factory=dict)
+
+
 class Playbook(BaseModel):
     """An idempotent remediation. ``action`` picks the implementation; ``params`` are bounded by the schema."""
 
@@ -38,6 +57,10 @@ class Playbook(BaseModel):
     verify: VerifySpec = Field(default_factory=VerifySpec)
     # Undo the action when verification says the service got worse.
     undo_on_worse: bool = True
+    # Undo the action again once the service is healthy (the temporary mitigations: degrade, isolate).
+    restore: RestoreSpec | None = None
+    # Queue priority 0 (most urgent) - 9 of this playbook's work; None: derived from the action kind.
+    priority: int | None = Field(default=None, ge=0, le=9)
 
     @property
     def acts(self) -> bool:

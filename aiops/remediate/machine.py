@@ -39,6 +39,12 @@ TRANSITIONS: list[dict[str, Any]] = [
     # An undo that crashes after rolled_back was journaled ends the plan as failed.
     {"trigger": "error", "source": ["pending", "executing", "verifying", "rolled_back"], "dest": "failed"},
 ]
+# The undo path after success (``remediate.restore``): a mitigation that held is taken back once the service stayed
+# healthy; journaled before the undo runs, and an undo that crashes ends the plan as failed.
+TRANSITIONS += [
+    {"trigger": "restore", "source": "succeeded", "dest": "restored"},
+    {"trigger": "error", "source": "restored", "dest": "failed"},
+]
 
 
 class PlanExecution:

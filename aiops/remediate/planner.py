@@ -37,7 +37,7 @@ FACTS_UNAVAILABLE = "facts_unavailable"
 
 # Actions that take healthy pods down (a PodDisruptionBudget with no disruption left forbids them). A rollback
 # replaces pods too, but it is the remedy for a broken rollout, whose pods are the unhealthy ones.
-DISRUPTIVE_ACTIONS = frozenset({"restart"})
+DISRUPTIVE_ACTIONS = frozenset({"restart", "isolate"})
 # Actions allowed on a workload mid-rollout: fixing the rollout is their job.
 ROLLOUT_ACTIONS = frozenset({"rollback", "escalate"})
 HOUR = 3600.0
@@ -148,6 +148,11 @@ def plan(diagnosis: Diagnosis, playbooks: Mapping[str, Playbook], policy: PlanPo
     return candidate
 
 
+# Params an analyzer may never set: bounds, and where a degrade sends traffic (only the playbook's author says).
+PLAYBOOK_ONLY_PARAMS = frozenset({"max_replicas", "min_replicas", "max_fallback_replicas", "fallback", "selector",
+                                  "strategy", "fraction"})
+
+
 def check_guards(candidate: ActionPlan, policy: PlanPolicy, history: ActionHistory, now: float,
                  facts: TargetFacts | None) -> Blocked | None:
     """The guards that read the cluster and the journal; also what an approved plan passes again before acting."""
@@ -199,10 +204,14 @@ def plan_params(playbook: Playbook, proposed: Mapping[str, object], policy: Plan
     """
     params = dict(playbook.params)
     for key, value in proposed.items():
-        if key in params and key not in ("max_replicas", "min_replicas"):
+        if key in params and key not in PLAYBOOK_ONLY_PARAMS:
             params[key] = value
     if playbook.action == "scale":
         params["max_replicas"] = min(int(params.get("max_replicas", policy.max_replicas)), policy.max_replicas)
         # The floor binds the undo too: scaling back never goes under it.
         params["min_replicas"] = policy.min_replicas
+    if playbook.action == "degrade":
+        for key in ("max_replicas", "max_fallback_replicas"):
+            if key in params:
+                params[key] = min(int(params[key]), policy.max_replicas)
     return params

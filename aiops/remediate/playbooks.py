@@ -7,13 +7,13 @@ and ``aiops serve`` can tell a user exactly what to fix.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aiops.domain.errors import InputError
 from aiops.domain.playbook import Playbook
-from aiops.domain.signals import SIGNALS
+from aiops.domain.signals import ALL_SIGNALS
 from aiops.settings import read_yaml_mapping, validation_message
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
@@ -45,6 +45,40 @@ class EscalateParams(_Params):
     channel: str | None = None
 
 
+class DegradeParams(_Params):
+    """``degrade``: relieve an overloaded model server, either by sending ``fraction`` of its traffic to the
+    ``fallback`` Deployment (a smaller or quantised model; ``strategy: fallback``) or by scaling it out
+    (``strategy: scale``, bounded like ``scale``)."""
+
+    strategy: Literal["fallback", "scale"] = "fallback"
+    fallback: str | None = Field(default=None, min_length=1)
+    fraction: float = Field(default=0.3, gt=0, lt=1)
+    # The Service selector that matches both the primary's and the fallback's pods (e.g. {model-group: chat}).
+    selector: dict[str, str] = Field(default_factory=dict)
+    service: str | None = None
+    max_fallback_replicas: int = Field(default=4, ge=1)
+    factor: float = Field(default=2.0, ge=1)
+    step_min: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _fallback_named(self) -> "DegradeParams":
+        if self.strategy == "fallback" and (not self.fallback or not self.selector):
+            raise ValueError("strategy fallback needs fallback (the Deployment) and selector (labels its pods and "
+                             "the primary's share)")
+        return self
+
+
+class IsolateParams(_Params):
+    """``isolate``: take one pod out of its Service's endpoints by removing ``label`` (a key of the Service and
+    Deployment selectors); the pod keeps running for inspection and the ReplicaSet replaces its capacity.
+    ``pod`` is the pod to isolate (given by the diagnosis)."""
+
+    label: str = Field(default="app", min_length=1)
+    pod: str | None = None
+    service: str | None = None
+
+
 class _NoParams(_Params):
     pass
 
@@ -67,6 +101,8 @@ PARAMS_SCHEMAS: dict[str, type[_Params]] = {
     "rollback": _NoParams,
     "escalate": EscalateParams,
     "retrain": RetrainParams,
+    "degrade": DegradeParams,
+    "isolate": IsolateParams,
 }
 
 
@@ -109,10 +145,14 @@ def read_playbook(path: Path) -> Playbook:
     except ValidationError as exc:
         reason = "; ".join(f"params.{line}" for line in validation_message(exc).split("; "))
         raise InputError(_where(path, lines, ("params",)), f"{reason} (action {playbook.action})") from None
-    unknown = [s for s in playbook.verify.signals if s not in SIGNALS]
+    unknown = [s for s in playbook.verify.signals if s not in ALL_SIGNALS]
     if unknown:
         raise InputError(_where(path, lines, ("verify",)),
-                         f"verify.signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(SIGNALS)}")
+                         f"verify.signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(ALL_SIGNALS)}")
+    unknown = [s for s in (playbook.restore.below if playbook.restore else {}) if s not in ALL_SIGNALS]
+    if unknown:
+        raise InputError(_where(path, lines, ("restore",)),
+                         f"restore.below: unknown signal(s) {', '.join(unknown)}; known: {', '.join(ALL_SIGNALS)}")
     return playbook
 
 

@@ -18,6 +18,7 @@ from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi
 from aiops.remediate.journal import APPROVED_FLAG, UNDONE_FLAG
 from aiops.remediate.machine import PlanExecution, TransitionObserver
+from aiops.remediate.restore import Restorer
 from aiops.remediate.verify import Verifier
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ class PlaybookRunner:
         self.gate = gate
         # Resumes (at start-up, on an approval, on the poll) run one at a time, so one plan is never resumed twice.
         self._resume_lock = threading.Lock()
+        # Playbooks with ``restore`` are watched after success and undone once healthy (``remediate.restore``):
+        # inline (True), not at all (False), or handed to a callable that runs the watch elsewhere (a thread).
+        self.restore_watch: bool | Callable[[Callable[[], object]], None] = True
 
     def _execution(self, plan: ActionPlan, initial: ExecutionState = ExecutionState.PENDING) -> PlanExecution:
         return PlanExecution(plan, self.store, self.clock, initial, self.observers)
@@ -218,6 +222,13 @@ class PlaybookRunner:
         data = {"verification": result.as_dict()}
         if result.outcome == "recovered":
             exe.recovered(note=result.note, data=data)
+            if playbook.restore is not None and self.restore_watch:
+                def watch() -> Execution:
+                    return Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
+                if callable(self.restore_watch):
+                    self.restore_watch(watch)
+                else:
+                    watch()
         elif result.outcome == "unchanged":
             exe.unchanged(note=result.note, data=data)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Mapping
+from typing import Callable, Literal, Mapping, Sequence
 
 from aiops.domain.plans import ActionPlan
 from aiops.domain.playbook import VerifySpec
@@ -63,6 +63,11 @@ class Verifier:
         if pending:
             return VerifyResult("unchanged", readings, "not recovered: " + "; ".join(pending))
         return VerifyResult("recovered", readings, "every verify signal back under its recovery level")
+
+    def sample(self, plan: ActionPlan, signals: Sequence[str], interval: float) -> tuple[float, dict[str, float]]:
+        """Wait ``interval`` seconds, then read ``signals`` of ``plan.target``: one (time, values) reading."""
+        self._sleep(interval)
+        return self._clock.now(), dict(self._probe.read(plan.target.namespace, plan.target.name, list(signals)))
 
 
 def _worse(values: Mapping[str, float], before: Mapping[str, float], ratio: float) -> list[str]:

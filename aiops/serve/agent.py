@@ -48,6 +48,7 @@ from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.plans_api import add_plan_routes
+from aiops.serve.priority import Triage
 from aiops.serve.probe import CollectorProbe
 from aiops.serve.readiness import Readiness
 from aiops.serve.retry import DeferredIncidents, DependencyBreaker, is_dependency_failure
@@ -93,7 +94,7 @@ class Knowledge:
 def load_knowledge(settings: Settings) -> Knowledge:
     """Load playbooks and rules (bad files are ``InputError``) and build the diagnoser."""
     playbooks = load_playbooks(settings.playbooks_dir)
-    rules = RuleSet.load(settings.rules_dir)
+    rules = RuleSet.load(settings.rules_dir, params=settings.rule_params)
     unknown = rules.validate(list(playbooks))
     if unknown:
         raise InputError(str(settings.rules_dir), "; ".join(unknown))
@@ -187,7 +188,9 @@ class Agent:
         settings = parts.settings
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
-        self.worker = IncidentWorker(self.handle, metrics=self.metrics)
+        self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
+        # A restore watch lasts minutes: it runs on its own thread, so the queue keeps moving meanwhile.
+        parts.pipeline.runner.restore_watch = _in_background
         self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics,
                                          on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
@@ -380,3 +383,8 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready; the reason is shown on /readyz
             return f"unreachable: {exc}"
         return None
+
+
+def _in_background(watch: Callable[[], object]) -> None:
+    """Run a plan's restore watch on a daemon thread (its journal records every check)."""
+    threading.Thread(target=watch, name="aiops-restore-watch", daemon=True).start()

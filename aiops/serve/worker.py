@@ -8,16 +8,18 @@ incident, so a slow diagnosis never delays Alertmanager and two updates of one i
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from aiops.correlate.incidents import DUPLICATE, OPENED, UPDATED, IncidentTracker
 from aiops.domain.alerts import Alert
 from aiops.domain.incident import Anomaly, Incident, IncidentUpdate
 from aiops.serve.logging import log_context
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.priority import DEPENDENCIES, Triage, WorkTag, check_acyclic
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +32,27 @@ class IncidentWorker:
     Each submitted update is handled once; updates of the same incident id run one after another, never at the
     same time. An exception in ``handle`` is logged and counted, and the worker carries on. ``submit`` refuses
     (returns False) when ``max_queue`` updates are already waiting, so a flood cannot exhaust memory.
+
+    Order: the most urgent ``WorkTag.priority`` first (0 before 9; ``triage`` tags each update, see
+    ``serve.priority``), first come first served within a priority; an update whose kind depends on another kind
+    (``dependencies``) waits while such work for the same workload is queued or running.
     """
 
     def __init__(self, handle: IncidentHandler, max_queue: int = 1000, *, threads: int = 1,
-                 metrics: AgentMetrics | None = None) -> None:
+                 metrics: AgentMetrics | None = None, triage: Callable[[Incident], WorkTag] | None = None,
+                 dependencies: Mapping[str, tuple[str, ...]] = DEPENDENCIES) -> None:
+        check_acyclic(dependencies)
+        self._triage = triage or Triage()
+        self._dependencies = dict(dependencies)
+        self._seq = itertools.count()
+        self._tags: dict[int, WorkTag] = {}          # queue entry id -> its tag
+        self._running: dict[str, WorkTag] = {}       # incident id -> tag of the update being handled
         self._handle = handle
         self._max_queue = max_queue
         self._thread_count = max(1, threads)
         self._metrics = metrics
         self._cond = threading.Condition()
-        self._pending: collections.deque[Incident] = collections.deque()
+        self._pending: collections.deque[tuple[int, Incident]] = collections.deque()
         self._busy: set[str] = set()
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -58,8 +71,11 @@ class IncidentWorker:
                 thread.start()
         return self
 
-    def submit(self, incident: Incident) -> bool:
-        """Queue one incident update; False (and logged) when the queue is full or the worker is stopping."""
+    def submit(self, incident: Incident, tag: WorkTag | None = None) -> bool:
+        """Queue one incident update (``tag``: its order, else ``triage``'s); False (and logged) when the queue is
+        full or the worker is stopping."""
+        if tag is None:
+            tag = self._triage(incident)
         with self._cond:
             if self._stopping or len(self._pending) >= self._max_queue:
                 reason = "stopping" if self._stopping else "queue full"
@@ -67,7 +83,9 @@ class IncidentWorker:
                 if self._metrics is not None:
                     self._metrics.worker_dropped.inc()
                 return False
-            self._pending.append(incident)
+            entry = next(self._seq)
+            self._tags[entry] = tag
+            self._pending.append((entry, incident))
             self._cond.notify_all()
             return True
 
@@ -101,16 +119,33 @@ class IncidentWorker:
         return drained
 
     def _next(self) -> Incident | None:
-        """The oldest queued update whose incident is not being handled now; waits for one. None = stop."""
+        """The most urgent queued update (oldest first within a priority) whose incident is not being handled now
+        and whose dependencies are done; waits for one. None = stop."""
         with self._cond:
             while not self._stopping:
-                for index, incident in enumerate(self._pending):
-                    if incident.id not in self._busy:
-                        del self._pending[index]
-                        self._busy.add(incident.id)
-                        return incident
+                best: tuple[int, int, int] | None = None  # (priority, entry, index)
+                for index, (entry, incident) in enumerate(self._pending):
+                    tag = self._tags[entry]
+                    if incident.id in self._busy or self._waits(entry, tag):
+                        continue
+                    if best is None or (tag.priority, entry) < best[:2]:
+                        best = (tag.priority, entry, index)
+                if best is not None:
+                    entry, incident = self._pending[best[2]]
+                    del self._pending[best[2]]
+                    self._busy.add(incident.id)
+                    self._running[incident.id] = self._tags.pop(entry)
+                    return incident
                 self._cond.wait()
             return None
+
+    def _waits(self, entry: int, tag: WorkTag) -> bool:
+        """True while work this update depends on (same workload, a kind it waits for) is queued or running."""
+        needs = self._dependencies.get(tag.kind, ())
+        if not needs:
+            return False
+        others = [t for e, _ in self._pending if e != entry for t in (self._tags[e],)] + list(self._running.values())
+        return any(t.workload == tag.workload and t.kind in needs for t in others)
 
     def _run(self) -> None:
         while (incident := self._next()) is not None:
@@ -128,6 +163,7 @@ class IncidentWorker:
                     self.handled += 1
                     self.failed += failed
                     self._busy.discard(incident.id)
+                    self._running.pop(incident.id, None)
                     self._cond.notify_all()
 
 

@@ -229,12 +229,12 @@ class SimCluster:
 
     def add_deployment(self, namespace: str, name: str, replicas: int = 2, image: str | None = None,
                        labels: dict | None = None, service: bool = True, containers_port: int = 8080,
-                       memory_limit: str = "512Mi") -> dict:
+                       memory_limit: str = "512Mi", pod_labels: dict | None = None) -> dict:
         """A Deployment with its first ReplicaSet (revision 1), Ready pods and (by default) a Service."""
         with self.lock:
             self.add_namespace(namespace)
             dep = ob.deployment(namespace, name, replicas, image or f"registry.local/{name}:1.0",
-                                {"app": name, **(labels or {})}, containers_port, memory_limit)
+                                {"app": name, **(labels or {})}, containers_port, memory_limit, pod_labels)
             dep["metadata"]["generation"] = 1
             self._store("Deployment", dep)
             if service:
@@ -372,6 +372,8 @@ class SimCluster:
         if new["spec"]["replicas"] != desired:
             self._scale_rs(dep, new, desired, now)
         for rs in owned:
+            self._claim_pods(rs)
+        for rs in owned:
             self._sync_pods(rs, now, instant)
         new_ready = sum(self._is_ready(p, now) for p in self._pods_of(new))
         if new_ready >= desired:
@@ -423,6 +425,24 @@ class SimCluster:
                 self._pods.pop(key, None)
                 self._logs.pop(key, None)
                 self._rv += 1
+
+    def _claim_pods(self, rs: dict) -> None:
+        """Like the ReplicaSet controller: release owned pods whose labels left the selector (the pod keeps
+        running, the ReplicaSet replaces it) and adopt orphans that match it again."""
+        ns, uid = rs["metadata"]["namespace"], rs["metadata"]["uid"]
+        selector = rs["spec"]["selector"]["matchLabels"]
+        for (n, _), p in list(self._objects["Pod"].items()):
+            if n != ns:
+                continue
+            labels = p["metadata"].get("labels") or {}
+            matches = all(labels.get(k) == v for k, v in selector.items())
+            owner = _owner_uid(p)
+            if owner == uid and not matches:
+                p["metadata"]["ownerReferences"] = []
+                self._store("Pod", p)
+            elif owner is None and matches:
+                p["metadata"]["ownerReferences"] = [ob.owner_reference(rs)]
+                self._store("Pod", p)
 
     def _update_rs_status(self, rs: dict, now: float) -> None:
         pods = self._pods_of(rs)

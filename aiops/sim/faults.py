@@ -62,6 +62,10 @@ class FaultModel:
         """The last log line of a container this fault kills now (the kubelet restarts it), else None."""
         return None
 
+    def serving_memory(self, pod: PodView, t: float, dt: float) -> tuple[float, float]:
+        """Extra (process resident bytes, GPU framebuffer MiB) of a model-serving pod stepped at ``t``."""
+        return 0.0, 0.0
+
 
 class MemoryLeak(FaultModel):
     """Pods running at ``start`` grow their working set by ``bytes_per_second`` (varying a little by pod)."""

@@ -63,8 +63,9 @@ def _canonical(value):
 
 
 def deployment(namespace: str, name: str, replicas: int, image: str, labels: dict, port: int,
-               memory_limit: str) -> dict:
-    """A Deployment as a client would create it, with the defaults the apiserver fills in."""
+               memory_limit: str, pod_labels: dict | None = None) -> dict:
+    """A Deployment as a client would create it, with the defaults the apiserver fills in (its pods carry
+    ``app=<name>`` plus ``pod_labels``)."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "annotations": {}},
@@ -72,7 +73,7 @@ def deployment(namespace: str, name: str, replicas: int, image: str, labels: dic
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"creationTimestamp": None, "labels": {"app": name}},
+                "metadata": {"creationTimestamp": None, "labels": {**(pod_labels or {}), "app": name}},
                 "spec": {
                     "containers": [{
                         "name": CONTAINER, "image": image, "imagePullPolicy": "IfNotPresent",
@@ -111,6 +112,11 @@ def replica_set(dep: dict, pod_hash: str, revision: int) -> dict:
         "spec": {"replicas": 0, "selector": selector, "template": template},
         "status": {"replicas": 0, "observedGeneration": 1},
     }
+
+
+def owner_reference(obj: dict) -> dict:
+    """The controller owner reference pointing at ``obj`` (what the ReplicaSet controller writes on adoption)."""
+    return _owner(obj)
 
 
 def pod(rs: dict, name: str, node: str, ip: str) -> dict:

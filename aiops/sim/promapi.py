@@ -14,7 +14,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
-from aiops.domain.signals import COUNTERS, RAW_DURATION
+from aiops.domain.signals import COUNTERS, RAW_DURATION, SERVING_COUNTERS
 from aiops.sim.httpserver import BackgroundHttpServer
 from aiops.sim.promql import QueryError, parse_selector
 from aiops.sim.tsdb import SampleStore, format_value
@@ -49,7 +49,10 @@ class MetricsServer(BackgroundHttpServer):
         out = []
         for name in sorted(families):
             kind = "counter" if name in COUNTERS else "summary" if name in SUMMARIES else "gauge"
-            out += [f"# HELP {name} {name} (aiops simulator)", f"# TYPE {name} {kind}", *families[name]]
+            family = name
+            if name in SERVING_COUNTERS:  # histogram buckets: the family is named without the _bucket suffix
+                family, kind = name.removesuffix("_bucket"), "histogram"
+            out += [f"# HELP {family} {family} (aiops simulator)", f"# TYPE {family} {kind}", *families[name]]
         return "\n".join(out) + "\n"
 
     def query(self, params: dict) -> dict:

@@ -1,4 +1,5 @@
-"""The built-in fault scenarios: a small shop (5 workloads) and one fault each, with the fix that should work."""
+"""The built-in fault scenarios: a small shop (5 workloads) and one fault each, with the fix that should work; and
+a model-serving cluster (``scenarios_serving``) for the serving policies."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from aiops.domain.errors import InputError
 from aiops.domain.observations import Topology
 from aiops.sim.cluster import SimCluster
 from aiops.sim.faults import BadDeploy, FaultModel, MemoryLeak, TrafficSurge
+from aiops.sim.faults_serving import ModelOverload, ServingMemoryGrowth
+from aiops.sim.scenarios_serving import SERVING_CALLS, SERVING_NAMESPACE, pod_labels, serving_models
 from aiops.sim.workloads import ServiceModel
 
-SCENARIOS = frozenset({"memory_leak", "traffic_surge", "bad_deploy"})
+SCENARIOS = frozenset({"memory_leak", "traffic_surge", "bad_deploy", "model_overload", "model_memory_growth"})
+SERVING_SCENARIOS = frozenset({"model_overload", "model_memory_growth"})
 NAMESPACE = "shop"
 SHOP_CALLS: tuple[tuple[str, str], ...] = (
     ("frontend", "cart"), ("frontend", "catalog"), ("cart", "redis"), ("cart", "payments"))
@@ -45,6 +49,8 @@ _EXPECTED = {
     "memory_leak": Expected("memory_leak", "cart", "restart-workload"),
     "traffic_surge": Expected("traffic_surge", "frontend", "scale-up"),
     "bad_deploy": Expected("bad_deploy", "cart", "rollback-deploy"),
+    "model_overload": Expected("model_overload", "llm", "degrade-model", SERVING_NAMESPACE),
+    "model_memory_growth": Expected("memory_growth", "llm", "isolate-pod", SERVING_NAMESPACE),
 }
 
 
@@ -76,6 +82,10 @@ class Scenario:
             fault: FaultModel = MemoryLeak(workload, now)
         elif self.name == "traffic_surge":
             fault = TrafficSurge(workload, now)
+        elif self.name == "model_overload":
+            fault = ModelOverload(workload, now)
+        elif self.name == "model_memory_growth":
+            fault = ServingMemoryGrowth(workload, now)
         else:
             bad_image = f"registry.local/{workload}:1.1"
             fault = BadDeploy(workload, now, bad_image)
@@ -91,9 +101,20 @@ def build_scenario(name: str, clock, seed: int = 0, rollout_seconds: float = 10.
     if name not in SCENARIOS:
         raise InputError("--scenario", f"unknown scenario {name!r}; choose from {', '.join(sorted(SCENARIOS))}")
     cluster = SimCluster(clock, rollout_seconds=rollout_seconds)
+    if name in SERVING_SCENARIOS:
+        return _serving_scenario(name, cluster)
     models = shop_models()
     for model in models.values():
         cluster.add_deployment(NAMESPACE, model.name, replicas=model.replicas,
                                labels={"app.kubernetes.io/part-of": "shop"},
                                memory_limit=f"{int(model.memory_limit // (1024 * 1024))}Mi")
     return Scenario(name, cluster, NAMESPACE, Topology(SHOP_CALLS), models, _EXPECTED[name])
+
+
+def _serving_scenario(name: str, cluster: SimCluster) -> Scenario:
+    models = serving_models()
+    for model in models.values():
+        cluster.add_deployment(SERVING_NAMESPACE, model.name, replicas=model.replicas,
+                               labels={"app.kubernetes.io/part-of": "chat"}, pod_labels=pod_labels(model.name),
+                               memory_limit=f"{int(model.memory_limit // (1024 * 1024))}Mi")
+    return Scenario(name, cluster, SERVING_NAMESPACE, Topology(SERVING_CALLS), models, _EXPECTED[name])

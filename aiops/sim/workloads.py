@@ -16,6 +16,7 @@ import numpy as np
 from aiops.domain import signals as sig
 from aiops.sim.cluster import SimCluster
 from aiops.sim.faults import MiB, FaultModel, PodView
+from aiops.sim.serving import GpuProfile, PodGpuState, gpu_samples, routed_load
 from aiops.sim.tsdb import Sample
 
 DAY = 86400.0
@@ -41,6 +42,8 @@ class ServiceModel:
     # Demand noise (relative standard deviation) and the amplitude of the daily wave.
     noise: float = 0.03
     daily_amplitude: float = 0.12
+    # A model server on a GPU (``sim.serving``): its pods get their load through Services and export DCGM/vLLM.
+    gpu: GpuProfile | None = None
 
 
 @dataclass(slots=True)
@@ -71,11 +74,16 @@ class WorkloadSimulator:
         self._rng = np.random.default_rng(seed)
         self._order = _callers_first(sorted(models), calls)
         self._pods: dict[str, _PodState] = {}
+        self._gpu: dict[str, PodGpuState] = {}
+        self._gpu_workloads = sorted(n for n, m in models.items() if m.gpu is not None)
+        self._routed: dict[str, float] = {}
 
     def step(self, t: float, dt: float) -> list[Sample]:
         """Simulate the ``dt`` seconds ending at ``t``; returns that scrape's samples."""
         with self.cluster.lock:
             rates = self._demand(t)
+            if self._gpu_workloads:
+                self._routed = routed_load(self.cluster, self.namespace, rates, self._gpu_workloads, t)
             results: dict[str, _WorkloadStep] = {}
             samples: list[Sample] = []
             live: set[str] = set()
@@ -83,6 +91,8 @@ class WorkloadSimulator:
                 results[name] = self._simulate_workload(name, rates[name], results, t, dt, samples, live)
             for gone in set(self._pods) - live:
                 del self._pods[gone]
+            for gone in set(self._gpu) - live:
+                del self._gpu[gone]
             return samples
 
     # --- demand -------------------------------------------------------------------------------------------
@@ -124,11 +134,14 @@ class WorkloadSimulator:
                 state.seen_start = view.started
                 self._log(view, max(view.started, t - dt), f"INFO Started {name.capitalize()}Application in "
                           f"{3.5 + self._rng.random():.1f} seconds (image {view.image})")
+            if model.gpu is not None:  # a model server: its own share of the Services routing to it
+                pod_load = self._routed.get(view.name, 0.0)
+                util = pod_load / model.capacity_rps
             view = self._memory(model, view, util if ready else 0.0, t, samples)
             if ready and self._crash(view, t):
                 view = PodView(view.name, view.workload, view.image, view.created, t, view.restarts + 1)
                 ready = False
-            load = per_pod if ready else 0.0
+            load = (pod_load if model.gpu is not None else per_pod) if ready else 0.0
             cpu = min(model.cpu_limit, model.idle_cpu + sum(f.extra_cpu(view, t) for f in self.faults)
                       + model.cpu_per_request * load * float(self._rng.normal(1.0, 0.03)))
             state.cpu_seconds += max(0.0, cpu) * dt
@@ -137,6 +150,11 @@ class WorkloadSimulator:
             samples.append(Sample(sig.RAW_RESTARTS, labels, float(view.restarts)))
             if not ready:
                 continue
+            if model.gpu is not None:
+                extra = [f.serving_memory(view, t, dt) for f in self.faults]
+                samples += gpu_samples(model.gpu, self._gpu.setdefault(view.name, PodGpuState()), labels,
+                                       self.cluster.node, load, util, dt, self._rng,
+                                       sum(e[0] for e in extra), sum(e[1] for e in extra))
             err = min(1.0, model.base_error_ratio + min(0.5, max(0.0, util - 1.0) * 0.25)
                       + sum(f.error_ratio(view, t) for f in self.faults) + 0.5 * callee_err)
             slow = sum(f.extra_latency(view, t) for f in self.faults)

@@ -38,6 +38,10 @@ class KubeApi(Protocol):
 
     def list_events(self, namespace: str) -> list[dict]: ...
 
+    def get_pod(self, namespace: str, name: str) -> dict: ...
+
+    def patch_pod(self, namespace: str, name: str, patch: dict | list) -> dict: ...
+
 
 class ActionError(AiopsError):
     """The cluster is not in a state this action can work with (e.g. no previous revision to roll back to)."""
