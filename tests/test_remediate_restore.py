@@ -148,3 +148,31 @@ def test_the_watch_can_run_elsewhere_so_the_runner_returns_at_success(sim):
     assert selector(kube) == {"model-group": "llm"}
     deferred[0]()  # what the agent's background thread does
     assert exe.state is ExecutionState.RESTORED and selector(kube) == {"app": "llm"}
+
+
+def test_a_restart_during_the_watch_finishes_it_and_a_restart_mid_restore_finishes_the_undo(sim):
+    cluster, clock, kube = sim
+    store = MemoryJournal()
+    lost = []  # the agent died before its background watch ran
+    first = PlaybookRunner(kube, store, Verifier(ScriptedProbe(*([RECOVERED] * 4)), sim_sleep(cluster, clock), clock),
+                           PLAYBOOKS, clock)
+    first.restore_watch = lost.append
+    book = PLAYBOOKS["degrade-model"]
+    plan = ActionPlan(plan_id("inc-3", book.name, TARGET), "inc-3", book.name, book.action, TARGET,
+                      dict(book.params), Mode.ACT)
+    assert first.run(plan, BEFORE).state is ExecutionState.SUCCEEDED
+    assert store.unfinished() == [plan.id], "the watch is still owed"
+
+    restarted = PlaybookRunner(kube, store, Verifier(ScriptedProbe(CALM), sim_sleep(cluster, clock), clock),
+                               PLAYBOOKS, clock)
+    (exe,) = restarted.resume_unfinished()
+    assert exe.state is ExecutionState.RESTORED and selector(kube) == {"app": "llm"}
+    assert store.unfinished() == []
+
+    # A crash between journaling "restored" and the undo: the next start does the undo (once).
+    kube.patch_service(NS, "llm", {"spec": {"selector": {"model-group": "llm"}}})
+    last = store.history(plan.id)[-1]
+    store.record(plan.id, "restored", "restoring", {"ts": clock.now(), "trigger": "restore"})
+    assert store.unfinished() == [plan.id] and last["data"].get("undone")
+    (again,) = restarted.resume_unfinished()
+    assert selector(kube) == {"app": "llm"} and store.unfinished() == []

@@ -28,6 +28,8 @@ IN_FLIGHT_STATES = frozenset({"executing", "verifying"})
 UNFINISHED_STATES = IN_FLIGHT_STATES | {"pending", "awaiting_approval"}
 # ``data`` flags of facts recorded inside a state (``PlanExecution.record_fact``).
 UNDONE_FLAG = "undone"
+# On a succeeded plan whose playbook restores the original state once healthy: the watch is still to finish.
+RESTORE_PENDING_FLAG = "restore_pending"
 APPROVED_FLAG = "approved_by"
 
 
@@ -70,9 +72,11 @@ class JournalReads:
         return [r["plan_id"] for r in self.latest() if r["state"] in IN_FLIGHT_STATES]
 
     def unfinished(self) -> list[str]:
-        """Plans a restarted agent must pick up: not in a final state, or rolled back with the undo not done."""
+        """Plans a restarted agent must pick up: not in a final state, rolled back or restored with the undo not
+        done, or succeeded with the restore watch not finished."""
         return [r["plan_id"] for r in self.latest() if r["state"] in UNFINISHED_STATES
-                or (r["state"] == "rolled_back" and not r["data"].get(UNDONE_FLAG))]
+                or (r["state"] in ("rolled_back", "restored") and not r["data"].get(UNDONE_FLAG))
+                or (r["state"] == "succeeded" and r["data"].get(RESTORE_PENDING_FLAG))]
 
     def plan_of(self, plan_id: str) -> dict[str, Any] | None:
         """The plan as first journaled (``ActionPlan.as_dict()``), or ``None`` for an unknown id."""

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 from aiops.domain.plans import Change, Execution
 from aiops.domain.playbook import Playbook, RestoreSpec
 from aiops.domain.protocols import Action
+from aiops.remediate.journal import RESTORE_PENDING_FLAG, UNDONE_FLAG
 from aiops.remediate.machine import PlanExecution
 from aiops.remediate.verify import Verifier
 
@@ -64,7 +65,8 @@ class Restorer:
             return exe.execution
         signals = restore_signals(playbook, before)
         if not signals:
-            exe.record_fact("restore watch skipped: no signal to judge health by; the mitigation stays")
+            exe.record_fact("restore watch skipped: no signal to judge health by; the mitigation stays",
+                            {RESTORE_PENDING_FLAG: False})
             return exe.execution
         run = 0
         for check in range(1, spec.max_checks + 1):
@@ -76,11 +78,12 @@ class Restorer:
             run = 0 if problems else run + 1
             verdict = "healthy" if not problems else "not healthy: " + "; ".join(problems)
             exe.record_fact(f"restore check {check}: {verdict} ({run}/{spec.healthy_checks} in a row)",
-                            {"restore_check": {"n": check, "values": values, "healthy": not problems, "run": run}})
+                            {"restore_check": {"n": check, "values": values, "healthy": not problems, "run": run},
+                             RESTORE_PENDING_FLAG: True})
             if run >= spec.healthy_checks:
                 return self._restore(exe, action, change, run)
         exe.record_fact(f"restore watch ended after {spec.max_checks} checks without {spec.healthy_checks} healthy "
-                        "in a row: the mitigation stays")
+                        "in a row: the mitigation stays", {RESTORE_PENDING_FLAG: False})
         return exe.execution
 
     @staticmethod
@@ -92,5 +95,5 @@ class Restorer:
             exe.error(note=f"restore failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.changes.append(reverse)
-        exe.record_fact(f"restored: {reverse.description}", {"change": reverse.as_dict()})
+        exe.record_fact(f"restored: {reverse.description}", {"change": reverse.as_dict(), UNDONE_FLAG: True})
         return exe.execution

@@ -16,7 +16,7 @@ from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, Execution
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi
-from aiops.remediate.journal import APPROVED_FLAG, UNDONE_FLAG
+from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG
 from aiops.remediate.machine import PlanExecution, TransitionObserver
 from aiops.remediate.restore import Restorer
 from aiops.remediate.verify import Verifier
@@ -187,8 +187,11 @@ class PlaybookRunner:
                 exe.recovered(note="notify-only playbook: nothing to verify")
                 return exe.execution
             return self._verify(exe, action, playbook, change or Change(plan.target, ""), before, baseline)
-        if state is ExecutionState.ROLLED_BACK and change is not None:
+        if state in (ExecutionState.ROLLED_BACK, ExecutionState.RESTORED) and change is not None:
             self._undo(exe, action, change)
+        elif state is ExecutionState.SUCCEEDED and change is not None and playbook.restore is not None:
+            exe.record_fact("resumed after a restart: watching again before restoring", {RESTORE_PENDING_FLAG: True})
+            Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
         return exe.execution
 
     def _rebuild(self, plan: ActionPlan, history: list[dict[str, Any]]) -> PlanExecution:
@@ -221,6 +224,8 @@ class PlaybookRunner:
         exe.execution.verification = result.as_dict()
         data = {"verification": result.as_dict()}
         if result.outcome == "recovered":
+            # A restore still to come is part of the record, so a restarted agent finishes the watch.
+            data[RESTORE_PENDING_FLAG] = playbook.restore is not None and change.applied and bool(self.restore_watch)
             exe.recovered(note=result.note, data=data)
             if playbook.restore is not None and self.restore_watch:
                 def watch() -> Execution:
