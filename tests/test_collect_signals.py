@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -84,7 +83,8 @@ def test_zero_traffic_error_ratio_is_zero_and_zero_replicas_is_fully_available()
     assert np.all(out[("cart", sig.AVAILABLE_RATIO)].values == 1.0)
 
 
-def test_thousand_workloads_are_fast() -> None:
+def test_thousand_workloads_each_get_every_signal() -> None:
+    # How fast this is, is measured by bench/throughput.py (docs/benchmarks.md), not asserted here.
     rng = np.random.default_rng(0)
     ts = np.arange(240) * 15.0
     series = []
@@ -98,8 +98,6 @@ def test_thousand_workloads_are_fast() -> None:
         series.append(Series(sig.RAW_DURATION, {**lab, "quantile": "0.99"}, ts, rng.random(240)))
         series.append(Series(sig.RAW_AVAILABLE, lab, ts, np.ones(240)))
         series.append(Series(sig.RAW_SPEC_REPLICAS, lab, ts, np.ones(240)))
-    began = time.perf_counter()
     out = derive_signals(series, 0.0, ts[-1], 15.0)
-    elapsed = time.perf_counter() - began
     assert len(out) == 7000
-    assert elapsed < 3.0, f"derive_signals took {elapsed:.2f}s"
+    assert {s.labels["workload"] for s in out} == {f"w{w}" for w in range(1000)}
