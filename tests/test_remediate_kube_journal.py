@@ -8,9 +8,17 @@ import json
 import threading
 
 import pytest
+import requests
+import yaml
 
+from aiops.cli import main
 from aiops.clients.kube import KubeError
 from aiops.remediate.kube_journal import JOURNAL_LABEL, KubeJournal, configmap_name
+from aiops.serve.metrics import AgentMetrics
+from aiops.serve.plans_api import PLANS_PATH, add_plan_routes
+from aiops.serve.readiness import Readiness
+from aiops.serve.server import AgentServer
+from aiops.serve.webhook import build_app
 from tests.test_kube_contract import api  # noqa: F401
 from tests.test_remediate_sqlite_journal import assert_journal_contract, fill
 
@@ -114,3 +122,43 @@ def test_configmap_bad_keys_and_values_are_refused(api, ns):
                     {"metadata": {"name": "cm-2"}, "data": {"a": 1}})
     assert info.value.status == 400
     assert api.get_configmap(ns, "cm")["data"] == {"a": "1"}
+
+
+# --- the CLI and the plans HTTP API on the shared journal --------------------------------------------------------
+
+def test_cli_history_and_approve_on_the_kubernetes_journal(kube, api, ns, tmp_path, capsys):
+    journal = KubeJournal(api, ns)
+    journal.record("p-wait", "awaiting_approval", "needs a person",
+                   {"ts": 5.0, "trigger": "await_approval", "playbook": "scale-up", "mode": "act",
+                    "target": {"kind": "Deployment", "namespace": ns, "name": "cart"}})
+    (tmp_path / "token").write_text(getattr(kube, "token", "") or "")
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "kubernetes": {"host": kube.url, "token_file": str(tmp_path / "token"), "verify_ssl": False},
+        "journal": {"backend": "kubernetes", "namespace": ns}, "state_dir": str(tmp_path / "no-state")}))
+    assert main(["history", "--config", str(config), "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["plan"], row["state"], row["playbook"]) == ("p-wait", "awaiting_approval", "scale-up")
+    assert main(["approve", "p-wait", "--config", str(config), "--approver", "carol"]) == 0
+    assert journal.history("p-wait")[-1]["data"]["approved_by"] == "carol", "the agents see the approval"
+    assert main(["approve", "p-unknown", "--config", str(config)]) == 2
+    assert not (tmp_path / "no-state").exists(), "no SQLite file is made on the side"
+
+
+def test_the_plans_http_api_serves_the_kubernetes_journal(api, ns):
+    journal = KubeJournal(api, ns)
+    journal.record("p-wait", "awaiting_approval", "needs a person", {"ts": 5.0, "trigger": "await_approval"})
+    approved: list[str] = []
+    app = build_app(receiver=None, metrics=AgentMetrics(), readiness=Readiness({}), token="t", max_body_bytes=4096)
+    add_plan_routes(app, journal, "t", type("C", (), {"now": lambda self: 1.7e9})(), approved.append)
+    server = AgentServer(app, "127.0.0.1", 0).start()
+    try:
+        auth = {"Authorization": "Bearer t"}
+        listed = requests.get(f"{server.url}{PLANS_PATH}", headers=auth, timeout=5).json()["plans"]
+        assert [(p["plan"], p["state"]) for p in listed] == [("p-wait", "awaiting_approval")]
+        ok = requests.post(f"{server.url}{PLANS_PATH}/p-wait/approve", headers=auth, json={"approver": "dave"},
+                           timeout=5)
+        assert ok.status_code == 200 and approved == ["p-wait"]
+        assert journal.history("p-wait")[-1]["data"]["approved_by"] == "dave"
+    finally:
+        server.stop()
