@@ -153,10 +153,21 @@ def _journal(settings: Settings):
     from aiops.remediate.sqlite_journal import SqliteJournal
     from aiops.serve.agent import journal_path
 
+    if settings.journal.backend == "kubernetes":
+        return _kube_journal(settings)
     path = journal_path(settings)
     if not path.exists():
         raise InputError(str(path), "no execution journal here: has the agent run with this config (state_dir)?")
     return SqliteJournal(path)
+
+
+def _kube_journal(settings: Settings):
+    """The journal the agents share in the Kubernetes API, reached with the ``kubernetes`` settings."""
+    from aiops.clients.kube import KubeClient, api_client_from_settings
+    from aiops.remediate.kube_journal import KubeJournal
+
+    kube = KubeClient(api_client_from_settings(settings.kubernetes))
+    return KubeJournal(kube, settings.journal_namespace, retention_days=settings.journal.retention_days)
 
 
 def history(args: argparse.Namespace) -> int:

@@ -204,6 +204,26 @@ class LifecycleSettings(_Section):
         return self.models.get(namespace, namespace)
 
 
+class JournalSettings(_Section):
+    """Where the execution journal lives.
+
+    ``sqlite`` (the default): a file in ``state_dir``, for one agent. ``kubernetes``: ConfigMaps in ``namespace``
+    (default: ``leader_election.namespace``), shared by every replica, so a new leader resumes the plans the old
+    one left half done. Plans that ended more than ``retention_days`` ago are deleted (0 keeps them forever).
+    """
+
+    backend: Literal["sqlite", "kubernetes"] = "sqlite"
+    namespace: str | None = None
+    retention_days: float = Field(default=30.0, ge=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_name(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 63 or not _DNS_SUBDOMAIN.match(value)):
+            raise ValueError("must be a lowercase DNS name (a-z, 0-9, '-', '.')")
+        return value
+
+
 class Settings(_Section):
     """The whole configuration file (YAML)."""
 
@@ -225,6 +245,12 @@ class Settings(_Section):
     # Rule thresholds by rule name, then parameter name (``rules/*.yaml`` declare them under ``params``), e.g.
     # {model-overload: {latency_seconds: 0.3}}; a name the rule does not declare is refused when rules load.
     rule_params: dict[str, dict[str, float]] = Field(default_factory=dict)
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+
+    @property
+    def journal_namespace(self) -> str:
+        """The namespace of the kubernetes journal: ``journal.namespace``, else the leader election's."""
+        return self.journal.namespace or self.leader_election.namespace
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

@@ -56,6 +56,13 @@ def test_logs_are_parsed_filtered_and_attributed() -> None:
     assert kube.log_calls[0] == ("run5", "checkout-abc-1", "app", 60, 100, True)
 
 
+def test_a_kubelet_the_apiserver_cannot_reach_only_loses_that_pods_log() -> None:
+    kube = StubKube({"checkout-abc-1": KubeError(500, "InternalError", 'dial tcp: lookup node-1: no such host'),
+                     "checkout-abc-2": "2026-11-27T18:29:50Z still here\n"}, [])
+    lines = KubeCollector(kube, clock=lambda: NOW).logs("run5", NOW - 60, NOW)
+    assert [(l.pod, l.line) for l in lines] == [("checkout-abc-2", "still here")]
+
+
 def test_other_api_errors_propagate() -> None:
     kube = StubKube({"checkout-abc-1": KubeError(403, "Forbidden", "no"), "checkout-abc-2": ""}, [])
     with pytest.raises(KubeError):

@@ -75,7 +75,7 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     lease_rules = rules_of(objects, "Role", "aiops-leader")
     assert read == {(g, r, v) for g, r in [("apps", "deployments"), ("apps", "replicasets"), ("", "pods"),
                                            ("", "pods/log"), ("", "events"), ("", "services")]
-                    for v in ("get", "list", "watch")}
+                    for v in ("get", "list", "watch")} | {("policy", "poddisruptionbudgets", "list")}
     assert act == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch"),
                    ("", "services", "patch"), ("", "events", "create")}
     assert granted(lease_rules) == {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")}
@@ -83,10 +83,17 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     every_rule = [r for o in by_kind(objects, "ClusterRole") + by_kind(objects, "Role") for r in o["rules"]]
     assert not any("*" in r["apiGroups"] + r["resources"] + r["verbs"] for r in every_rule)
     assert not any("secrets" in r["resources"] for r in every_rule)
-    # Nothing is granted cluster-wide: ClusterRoles are only ever bound inside namespaces.
-    assert by_kind(objects, "ClusterRoleBinding") == []
+    # The journal: configmaps in the agent's own namespace only.
+    assert granted(rules_of(objects, "Role", "aiops-journal")) == {
+        ("", "configmaps", v) for v in ("get", "list", "create", "patch", "delete")}
+    # The one cluster-wide grant: `get` on the target Namespaces by name (the kill-switch annotation).
+    (crb,) = by_kind(objects, "ClusterRoleBinding")
+    assert crb["roleRef"]["name"] == "aiops-namespaces"
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "aiops", "namespace": "aiops-system"}]
+    assert rules_of(objects, "ClusterRole", "aiops-namespaces") == [
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["shop"], "verbs": ["get"]}]
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
-    expected = {("aiops-system", "aiops-leader"), ("shop", "aiops-read")}
+    expected = {("aiops-system", "aiops-leader"), ("aiops-system", "aiops-journal"), ("shop", "aiops-read")}
     assert bindings == (expected | {("shop", "aiops-act")} if mode == "act" else expected)
     for binding in by_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aiops", "namespace": "aiops-system"}]
@@ -96,10 +103,13 @@ def test_helm_binds_each_target_namespace_and_names_objects_after_the_release():
     objects = render.helm_template(release="ops", namespace="ops-ns",
                                    values={"mode": "act", "targetNamespaces": "{a,b}"})
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
-    assert bindings == {("ops-ns", "ops-leader"), ("a", "ops-read"), ("b", "ops-read"), ("a", "ops-act"),
-                        ("b", "ops-act")}
+    assert bindings == {("ops-ns", "ops-leader"), ("ops-ns", "ops-journal"), ("a", "ops-read"), ("b", "ops-read"),
+                        ("a", "ops-act"), ("b", "ops-act")}
+    assert rules_of(objects, "ClusterRole", "ops-namespaces")[0]["resourceNames"] == ["a", "b"]
+    assert one(objects, "ClusterRoleBinding", "ops-namespaces")["subjects"][0]["namespace"] == "ops-ns"
     config = yaml.safe_load(one(objects, "ConfigMap", "ops-config")["data"]["config.yaml"])
     assert config["kubernetes"]["namespaces"] == ["a", "b"]
+    assert config["leader_election"]["namespace"] == "ops-ns" and config["journal"] == {"backend": "kubernetes"}
     assert one(objects, "Deployment", "ops")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 
@@ -152,6 +162,9 @@ def test_configmaps_hold_a_valid_config_and_loadable_playbooks_and_rules(mode, t
     settings = parse_settings(yaml.safe_load(cms["aiops-config"]["config.yaml"]), where="config.yaml")
     assert settings.mode is Mode(mode)
     assert settings.kubernetes.in_cluster and settings.kubernetes.namespaces == ("shop",)
+    # Two replicas need both: one acts at a time, and the other can resume its plans.
+    assert settings.leader_election.enabled and settings.journal.backend == "kubernetes"
+    assert settings.journal_namespace == settings.leader_election.namespace == "aiops-system"
     dep = one(objects, "Deployment", "aiops")
     mounts = {m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert {str(settings.playbooks_dir), str(settings.rules_dir), str(settings.state_dir),

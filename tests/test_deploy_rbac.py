@@ -31,10 +31,13 @@ from aiops.collect.kube import KubeCollector
 from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
 from aiops.domain.target import Target
 from aiops.remediate.actions import ACTIONS, PLAN_ANNOTATION
+from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
+from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
+from aiops.serve.agent import open_journal
 from aiops.settings import Settings, parse_settings
 from aiops.sim.clock import SimClock
 from tests.support import kubestack, render
@@ -388,3 +391,33 @@ def test_aiops_serve_runs_on_the_deployed_config_with_the_service_account_token(
             process.kill()
             process.wait()
         process.communicate()
+
+
+def test_agent_reads_the_guards_facts_with_its_service_account(rbac_stack, act_install, agent_kube):
+    """What the planner reads before every plan (the Deployment, the Namespace's kill switch, the PDBs) is allowed
+    in scope; the Namespace of anything else is not."""
+    target = app_with_two_revisions(rbac_stack, SCOPE_NS)
+    facts = ClusterFacts(agent_kube).read(target)
+    assert facts.kill_switch is None
+    assert agent_kube.list_pdbs(SCOPE_NS) == []
+    assert forbidden(lambda: agent_kube.get_namespace(AGENT_NS))
+    assert forbidden(lambda: agent_kube.get_namespace("default"))
+    assert forbidden(lambda: agent_kube.list_pdbs(AGENT_NS))
+
+
+def test_agent_keeps_its_journal_in_its_own_namespace_only(rbac_stack, act_install, agent_kube):
+    """The shared journal the deployed config selects works with the ServiceAccount's token: append, read back,
+    retention; the same calls anywhere else are refused."""
+    journal = open_journal(act_install.settings, agent_kube)
+    assert isinstance(journal, KubeJournal) and journal.namespace == AGENT_NS
+    plan = f"p-{uuid.uuid4().hex[:16]}"
+    journal.record(plan, "executing", "go", {"ts": 1.0, "trigger": "start"})
+    journal.record(plan, "succeeded", "ok", {"ts": 2.0, "trigger": "recovered"})
+    assert [r["state"] for r in journal.history(plan)] == ["executing", "succeeded"]
+    assert plan in [r["plan_id"] for r in journal.latest()]
+    assert plan in journal.prune(now=1e10)  # retention deletes ended plans
+    assert journal.history(plan) == []
+    for ns in (SCOPE_NS, "default"):
+        elsewhere = KubeJournal(agent_kube, ns)
+        assert forbidden(lambda: elsewhere.record(plan, "executing", "go", {"ts": 1.0})), ns
+        assert forbidden(lambda: elsewhere.latest()), ns

@@ -8,13 +8,18 @@ the Lease after the lease duration, hand over what it held, and release the Leas
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -22,6 +27,7 @@ import yaml
 from kubernetes import client as k8s
 
 from aiops.clients.kube import KubeClient
+from aiops.remediate.kube_journal import KubeJournal
 from aiops.serve.leader import LeaseElector
 from tests.support import kubestack
 from tests.support.polling import wait_until
@@ -38,7 +44,7 @@ HTTP_TIMEOUT = 5.0
 class ServeProcess:
     """``python -m aiops.cli serve --config FILE`` with its output in a log file."""
 
-    def __init__(self, kube, workdir: Path, namespace: str, identity: str) -> None:
+    def __init__(self, kube, workdir: Path, namespace: str, identity: str, extra: dict | None = None) -> None:
         self.identity = identity
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,6 +59,8 @@ class ServeProcess:
                                 "lease_duration_seconds": DURATION, "renew_deadline_seconds": 1.5,
                                 "retry_period_seconds": 0.2},
         }
+        for key, value in (extra or {}).items():  # extra sections, merged one level deep
+            config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
         self.config = workdir / f"{identity}.yaml"
         self.config.write_text(yaml.safe_dump(config))
         self.log = workdir / f"{identity}.log"
@@ -158,3 +166,131 @@ def test_the_documented_lease_permissions_are_enough_and_needed(tmp_path):
         nobody_client.close()
     finally:
         stack.stop()
+
+
+# --- the leader dies mid-plan: the follower resumes it from the journal both share in the API ---------------------
+
+MEMORY_BYTES = 200e6
+VERIFY_WINDOW = 6.0
+
+
+class FlatPrometheus:
+    """A Prometheus HTTP API answering every range query for the working-set memory of ``deployment`` with a flat
+    line (every other metric: no series). Enough for a plan to have a pre-action level and a verify window."""
+
+    def __init__(self, namespace: str, deployment: str) -> None:
+        labels = {"__name__": "container_memory_working_set_bytes", "namespace": namespace,
+                  "deployment": deployment, "container": "app"}
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path == "/api/v1/query_range":
+                    result = []
+                    if query.get("query", "").startswith("container_memory_working_set_bytes"):
+                        start, end = float(query["start"]), float(query["end"])
+                        step = float(query["step"].removesuffix("s"))
+                        count = int((end - start) // step) + 1
+                        result = [{"metric": labels,
+                                   "values": [[start + i * step, str(MEMORY_BYTES)] for i in range(count)]}]
+                    body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+                elif url.path == "/api/v1/query":
+                    body = {"status": "success", "data": {"resultType": "vector", "result": []}}
+                else:
+                    body = {"status": "success"}
+                payload = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format, *args) -> None:  # noqa: A002 - the stdlib's signature
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="flat-prometheus", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def slow_knowledge(workdir: Path) -> tuple[Path, Path]:
+    """The stock playbooks plus ``scale-slow`` (scale 2 -> 4, verified on memory for ``VERIFY_WINDOW`` seconds),
+    and one rule sending the HighErrorRate alert to it."""
+    playbooks, rules = workdir / "playbooks", workdir / "rules"
+    shutil.copytree(REPO / "playbooks", playbooks)
+    rules.mkdir()
+    (playbooks / "scale-slow.yaml").write_text(yaml.safe_dump({
+        "name": "scale-slow", "description": "scale out, then watch memory for a while", "action": "scale",
+        "faults": ["traffic_surge"], "params": {"factor": 2, "step_min": 1, "max_replicas": 10},
+        "approval": "auto", "undo_on_worse": True,
+        "verify": {"signals": ["memory"], "window_seconds": VERIFY_WINDOW, "interval_seconds": 0.5,
+                   "recovered_ratio": 1.0, "worse_ratio": 2.0}}))
+    (rules / "alert.yaml").write_text(yaml.safe_dump({"rules": [{
+        "name": "errors-mean-scale-out", "description": "the test's one rule", "fault": "traffic_surge",
+        "playbook": "scale-slow", "confidence": 0.95, "when": [{"alert": {"alertname": "HighErrorRate"}}]}]}))
+    return playbooks, rules
+
+
+def test_the_follower_resumes_the_plan_the_killed_leader_was_verifying(kube_real, tmp_path):
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    kube_real.create_namespace(namespace)
+    kube_real.create_app(namespace, "cart", replicas=2)
+    api = kube_real.client()
+    prometheus = FlatPrometheus(namespace, "cart")
+    playbooks, rules = slow_knowledge(tmp_path)
+    extra = {"mode": "act", "playbooks_dir": str(playbooks), "rules_dir": str(rules),
+             "prometheus": {"url": prometheus.url},
+             "kubernetes": {"namespaces": [namespace]}, "loop": {"interval_seconds": 3600},
+             "journal": {"backend": "kubernetes"}}
+    journal = KubeJournal(api, namespace)
+    a = ServeProcess(kube_real, tmp_path, namespace, "serve-a", extra)
+    b = None
+    try:
+        wait_until(lambda: a.election()["state"] == "leader", 60, "serve-a leads")
+        b = ServeProcess(kube_real, tmp_path, namespace, "serve-b", extra)
+        wait_until(lambda: b.election()["holder"] == "serve-a", 60, "serve-b follows serve-a")
+        generation = api.get_deployment(namespace, "cart")["metadata"]["generation"]
+
+        payload = alert_payload(namespace, "cart", time.time() - 60)
+        assert requests.post(f"{a.url}/webhook/alertmanager", json=payload, timeout=HTTP_TIMEOUT).status_code == 200
+        verifying = wait_until(lambda: [r for r in journal.latest() if r["state"] == "verifying"], 60,
+                               "serve-a journals the plan as verifying")
+        plan = verifying[0]["plan_id"]
+        a.popen.kill()  # SIGKILL in the middle of the verify window
+        a.popen.wait(timeout=10)
+        killed = time.monotonic()
+        assert journal.history(plan)[-1]["state"] == "verifying", "killed before the verdict"
+        assert api.get_deployment(namespace, "cart")["spec"]["replicas"] == 4
+
+        wait_until(lambda: b.election()["state"] == "leader", 3 * DURATION + 5, "serve-b takes over")
+        final = wait_until(lambda: journal.history(plan)[-1]["state"] in ("succeeded", "failed", "rolled_back")
+                           and journal.history(plan), VERIFY_WINDOW + 30, "serve-b finishes the plan")
+        print(f"\nplan finished by the new leader {time.monotonic() - killed:.2f}s after kill -9 "
+              f"(lease {DURATION}s, verify window {VERIFY_WINDOW}s)")
+        notes = [r["note"] for r in final]
+        assert final[-1]["state"] == "succeeded", notes
+        assert any("resumed after a restart: verifying again" in n for n in notes), notes
+        deployment = api.get_deployment(namespace, "cart")
+        assert deployment["spec"]["replicas"] == 4, "scaled 2 -> 4 once, not 8"
+        assert deployment["metadata"]["generation"] == generation + 1, "the Deployment was changed exactly once"
+        assert journal.unfinished() == []
+        assert b.stop() == 0
+    except BaseException:
+        for proc in (a, b):
+            if proc is not None:
+                print(f"--- {proc.identity}\n{proc.tail()}")
+        raise
+    finally:
+        for proc in (a, b):
+            if proc is not None:
+                proc.stop()
+        prometheus.stop()
+        api.close()
+        kube_real.delete_namespace(namespace)

@@ -16,6 +16,7 @@ import pytest
 from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
 from aiops.domain.target import Target
 from aiops.remediate.actions import PLAN_ANNOTATION
+from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.sqlite_journal import SqliteJournal
 from tests.support.crashrun import CRASHED, PLAYBOOK, Probe, runner_for
 from tests.test_kube_contract import APP, api, app  # noqa: F401
@@ -29,7 +30,7 @@ def make_plan(target: Target) -> ActionPlan:
                       dict(PLAYBOOK.params), Mode.ACT, "crash test")
 
 
-def run_and_crash(kube, journal: Path, plan: ActionPlan, point: str, outcome: str) -> None:
+def run_and_crash(kube, journal: Path | str, plan: ActionPlan, point: str, outcome: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "tests.support.crashrun", kube.url, getattr(kube, "token", "") or "", str(journal),
          json.dumps(plan.as_dict()), point, outcome], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -88,3 +89,26 @@ def test_two_agents_running_the_same_plan_at_once_change_the_cluster_once(api, a
     assert replicas(api, app) == 4
     assert sorted(e.state.value for e in results) == ["succeeded", "succeeded"]
     assert sum(c.applied for e in results for c in e.changes) == 1, "one agent patched, the other found it done"
+
+
+@pytest.mark.parametrize("point, outcome, final, replicas_after, states", [
+    ("after_decided", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
+    ("after_patch", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
+    ("during_verify", "recovered", "succeeded", 4, ["executing", "verifying", "verifying", "succeeded"]),
+    ("during_verify", "worse", "rolled_back", 2, ["executing", "verifying", "verifying", "rolled_back",
+                                                 "rolled_back"]),
+])
+def test_a_killed_executor_is_resumed_from_the_journal_in_the_kubernetes_api(
+        kube, api, app, point, outcome, final, replicas_after, states):
+    """The executor journals to ConfigMaps and dies; a fresh runner, sharing only the apiserver with it (as a new
+    leader does), resumes the plan and changes the cluster exactly once."""
+    plan = make_plan(app)
+    run_and_crash(kube, f"kube:{app.namespace}", plan, point, outcome)
+    journal = KubeJournal(api, app.namespace)
+    assert journal.unfinished() == [plan.id]
+    resumed = runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished()
+    assert [e.state.value for e in resumed] == [final]
+    assert replicas(api, app) == replicas_after, "changed exactly once (and undone when it made things worse)"
+    assert [r["state"] for r in journal.history(plan.id)] == states
+    assert journal.unfinished() == []
+    assert runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished() == []

@@ -31,7 +31,11 @@ def fill(journal) -> None:
 @pytest.mark.parametrize("make", [lambda p: MemoryJournal(), lambda p: SqliteJournal(p / "j.sqlite3")],
                          ids=["memory", "sqlite"])
 def test_both_journals_answer_the_same(tmp_path, make):
-    journal = make(tmp_path)
+    assert_journal_contract(make(tmp_path))
+
+
+def assert_journal_contract(journal) -> None:
+    """What every ``ExecutionStore`` answers for the same records (the Kubernetes journal runs it too)."""
     fill(journal)
     assert [r["state"] for r in journal.history("p-1")] == ["executing", "executing", "verifying"]
     assert [(r["plan_id"], r["state"]) for r in journal.latest()] == [

@@ -83,3 +83,24 @@ def test_bad_leader_election_settings_name_the_key(tmp_path, section, reason):
     with pytest.raises(InputError) as err:
         load_settings(path)
     assert str(path) in str(err.value) and reason in str(err.value)
+
+
+def test_the_journal_is_sqlite_by_default_and_kubernetes_defaults_to_the_lease_namespace():
+    settings = parse_settings({})
+    assert settings.journal.backend == "sqlite" and settings.journal.retention_days == 30
+    shared = parse_settings({"journal": {"backend": "kubernetes"}, "leader_election": {"namespace": "ops"}})
+    assert shared.journal_namespace == "ops"
+    assert parse_settings({"journal": {"backend": "kubernetes", "namespace": "j"}}).journal_namespace == "j"
+
+
+@pytest.mark.parametrize("section, reason", [
+    ({"backend": "etcd"}, "journal.backend"),
+    ({"namespace": "Bad_NS"}, "journal.namespace: Value error, must be a lowercase DNS name"),
+    ({"retention_days": -1}, "journal.retention_days"),
+    ({"path": "x"}, "journal.path: unknown key"),
+])
+def test_bad_journal_settings_name_the_key(tmp_path, section, reason):
+    path = write(tmp_path, yaml.safe_dump({"journal": section}))
+    with pytest.raises(InputError) as err:
+        load_settings(path)
+    assert str(path) in str(err.value) and reason in str(err.value)

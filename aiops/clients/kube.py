@@ -206,6 +206,29 @@ class KubeClient:
         ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
         return self._call(self._core.patch_namespaced_service, name, namespace, patch, _content_type=ctype)
 
+    # --- configmaps (the shared execution journal) ---
+    def get_configmap(self, namespace: str, name: str, timeout: float | None = None) -> dict:
+        """One ConfigMap; ``KubeError`` (``not_found``) when there is none."""
+        return self._call(self._core.read_namespaced_config_map, name, namespace, _request_timeout=timeout)
+
+    def list_configmaps(self, namespace: str, selector: str | None = None, timeout: float | None = None) -> list[dict]:
+        kw = {"label_selector": selector} if selector else {}
+        return self._call(self._core.list_namespaced_config_map, namespace, _request_timeout=timeout, **kw)["items"]
+
+    def create_configmap(self, namespace: str, configmap: dict, timeout: float | None = None) -> dict:
+        """POST a ConfigMap; ``KubeError`` 409 (AlreadyExists) when one of that name exists."""
+        return self._call(self._core.create_namespaced_config_map, namespace, configmap, _request_timeout=timeout)
+
+    def patch_configmap(self, namespace: str, name: str, patch: dict | list, timeout: float | None = None) -> dict:
+        """Merge-patch a dict or JSON-patch a list (``add`` of a new data key needs no read first)."""
+        ctype = JSON_PATCH if isinstance(patch, list) else MERGE_PATCH
+        return self._call(self._core.patch_namespaced_config_map, name, namespace, patch, _content_type=ctype,
+                          _request_timeout=timeout)
+
+    def delete_configmap(self, namespace: str, name: str, timeout: float | None = None) -> dict:
+        """DELETE a ConfigMap; ``KubeError`` (``not_found``) when it is already gone."""
+        return self._call(self._core.delete_namespaced_config_map, name, namespace, _request_timeout=timeout)
+
     # --- leases (coordination.k8s.io/v1) ---
     # Sent and read as raw JSON: the client's V1Lease model re-serialises a MicroTime with zero microseconds
     # without its fraction, and the apiserver answers 400; raw dicts keep the timestamps exactly as written.

@@ -109,7 +109,9 @@ class KubeCollector:
                     text = self.kube.read_pod_log(namespace, name, container.get("name"), since_seconds=since,
                                                   tail_lines=tail_lines, timestamps=True)
                 except KubeError as exc:
-                    if exc.status in (400, 404):
+                    # 400/404: no log (yet). 5xx: the apiserver could not reach the pod's kubelet (node down,
+                    # unresolvable node name): that pod's log is missing, the incident can still be diagnosed.
+                    if exc.status in (400, 404) or exc.status >= 500:
                         continue
                     raise
                 out.extend(line for line in parse_log_text(text or "", namespace, name, container.get("name", ""),

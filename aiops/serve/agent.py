@@ -31,6 +31,7 @@ from aiops.domain.plans import ActionPlan
 from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
+from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.planner import PlanPolicy, check_guards
 from aiops.remediate.actions import RetrainAction
 from aiops.remediate.playbooks import load_playbooks
@@ -77,7 +78,7 @@ class Parts:
     kube: KubeClient
     prometheus: PrometheusClient | None
     pipeline: IncidentPipeline
-    journal: MemoryJournal | SqliteJournal
+    journal: MemoryJournal | SqliteJournal | KubeJournal
     metrics: AgentMetrics
     election: LeaseElector | None = None  # set when leader_election.enabled
 
@@ -111,7 +112,8 @@ def load_knowledge(settings: Settings) -> Knowledge:
 
 def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheus: PrometheusClient | None = None,
                 clock: Clock | None = None, sleep: Callable[[float], None] = time.sleep,
-                topology: Topology | None = None, journal: MemoryJournal | SqliteJournal | None = None) -> Parts:
+                topology: Topology | None = None,
+                journal: MemoryJournal | SqliteJournal | KubeJournal | None = None) -> Parts:
     """Load the knowledge and wire the pipeline (clients default to the ones the settings describe)."""
     clock = clock or WallClock()
     knowledge = load_knowledge(settings)
@@ -124,7 +126,7 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     collector = ObservationCollector(metrics_collector, KubeCollector(kube), topology)
     if journal is None:
         # Dry-run decisions are journaled too: the audit trail shows what would have been done.
-        journal = SqliteJournal(journal_path(settings), clock)
+        journal = open_journal(settings, kube, clock)
     probe_source = metrics_collector or collector
     verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
     observers: list = [TransitionEvents(kube, clock)]
@@ -177,6 +179,15 @@ def journal_path(settings: Settings):
     return settings.state_dir / "journal.sqlite3"
 
 
+def open_journal(settings: Settings, kube: KubeClient, clock: Clock | None = None) -> SqliteJournal | KubeJournal:
+    """The journal ``journal.backend`` names: the SQLite file in ``state_dir``, or ConfigMaps every replica shares.
+    Journal writes go through the plain client, not the leader fence: a leader losing the Lease mid-plan must
+    still be able to record what happened."""
+    if settings.journal.backend == "kubernetes":
+        return KubeJournal(kube, settings.journal_namespace, clock, settings.journal.retention_days)
+    return SqliteJournal(journal_path(settings), clock)
+
+
 class Agent:
     """``aiops serve``: the webhook receiver and the scheduled collect/detect loop, feeding one incident worker."""
 
@@ -215,7 +226,7 @@ class Agent:
             if not token:
                 raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes)
-        if isinstance(parts.journal, SqliteJournal):
+        if isinstance(parts.journal, (SqliteJournal, KubeJournal)):
             add_plan_routes(app, parts.journal, token, parts.clock, self._approved)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)

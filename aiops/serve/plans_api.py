@@ -16,17 +16,17 @@ from typing import Callable
 from aiohttp import web
 
 from aiops.domain.errors import InputError
-from aiops.domain.protocols import Clock
+from aiops.domain.protocols import Clock, ExecutionStore
 from aiops.remediate.runner import approve
-from aiops.remediate.sqlite_journal import SqliteJournal
 
 PLANS_PATH = "/api/v1/plans"
 _APPROVER = re.compile(r"^[\w.@+-]{1,64}$")
 
 
-def add_plan_routes(app: web.Application, store: SqliteJournal, token: str | None, clock: Clock,
+def add_plan_routes(app: web.Application, store: ExecutionStore, token: str | None, clock: Clock,
                     on_approved: Callable[[str], None]) -> None:
-    """Add the plan endpoints to ``app``; ``on_approved(plan_id)`` is called after an approval is recorded."""
+    """Add the plan endpoints to ``app`` over any journal (SQLite, Kubernetes); ``on_approved(plan_id)`` is called
+    after an approval is recorded."""
     async def list_plans(request: web.Request) -> web.Response:
         if (refusal := _auth(request, token)) is not None:
             return refusal

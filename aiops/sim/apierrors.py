@@ -9,7 +9,7 @@ RESOURCE = {"Deployment": ("deployments", "apps"), "Scale": ("deployments/scale"
             "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
             "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", ""),
             "PodDisruptionBudget": ("poddisruptionbudgets", "policy"),
-            "Lease": ("leases", "coordination.k8s.io")}
+            "Lease": ("leases", "coordination.k8s.io"), "ConfigMap": ("configmaps", "")}
 
 
 class ApiError(Exception):

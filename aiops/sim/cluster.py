@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from aiops.sim import objects as ob
 from aiops.sim.apierrors import RESOURCE, ApiError, apply_patch, check_version, not_found
+from aiops.sim.configmaps import check_configmap_body, validate_configmap
 from aiops.sim.leases import API_VERSION as LEASE_API_VERSION
 from aiops.sim.leases import check_lease_body, require_resource_version, validate_lease
 from aiops.sim.patching import merge_patch
 from aiops.sim.selectors import parse_selector, selector_matches
 
-KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget", "Lease")
+KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget", "Lease",
+         "ConfigMap")
 # Deployment annotations the real controller does not copy onto the new ReplicaSet (it copies all others).
 _NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", ob.REVISION_ANNOTATION,
                "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
@@ -107,6 +109,8 @@ class SimCluster:
         """Create an object the way POST does (used for Events, Namespaces and Leases)."""
         if kind == "Lease":
             check_lease_body(obj)
+        if kind == "ConfigMap":
+            check_configmap_body(obj)
         with self.lock:
             meta = obj.setdefault("metadata", {})
             if meta.get("resourceVersion"):
@@ -117,6 +121,8 @@ class SimCluster:
                                                    "generateName is required")
                 meta["name"] = meta["generateName"] + ob.safe_suffix(5, "gen", self._next_serial())
             ns = "" if kind == "Namespace" else namespace
+            if kind == "ConfigMap" and ("", namespace) not in self._objects["Namespace"]:
+                raise not_found("Namespace", namespace)  # the NamespaceLifecycle admission plugin's answer
             if (ns, meta["name"]) in self._objects[kind]:
                 resource, group = RESOURCE[kind]
                 raise ApiError(409, "AlreadyExists", f'{resource} "{meta["name"]}" already exists',
@@ -130,6 +136,8 @@ class SimCluster:
             if kind == "Lease":
                 obj["apiVersion"] = LEASE_API_VERSION
                 validate_lease(obj)
+            if kind == "ConfigMap":
+                validate_configmap(obj)
             obj["kind"] = kind
             self._store(kind, obj)
             if kind == "Event":
@@ -147,6 +155,9 @@ class SimCluster:
             if kind == "Lease":
                 check_lease_body(patched)
                 validate_lease(patched)
+            if kind == "ConfigMap":
+                check_configmap_body(patched)
+                validate_configmap(patched)
             for key in ("uid", "creationTimestamp", "generation", "namespace", "name"):
                 if key in current["metadata"]:
                     patched["metadata"][key] = current["metadata"][key]
@@ -160,6 +171,18 @@ class SimCluster:
             if kind == "Deployment":
                 self._reconcile(patched, self.clock.now())
             return copy.deepcopy(self._objects[kind][(namespace, name)])
+
+    def delete(self, kind: str, namespace: str, name: str) -> dict:
+        """DELETE an object that has no finalizers or dependents (ConfigMaps): gone at once. Returns the
+        apiserver's success ``Status``; a missing object is a 404."""
+        with self.lock:
+            current = self._objects[kind].pop((namespace, name), None)
+            if current is None:
+                raise not_found(kind, name)
+            self._rv += 1
+            resource, group = RESOURCE[kind]
+            return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                    "details": {"name": name, "group": group, "kind": resource, "uid": current["metadata"]["uid"]}}
 
     def replace(self, kind: str, namespace: str, name: str, obj) -> tuple[int, dict]:
         """PUT an object (Leases only): (201, created) when it did not exist, else (200, replaced). A stale

@@ -1,7 +1,8 @@
 """A real HTTP server speaking the Kubernetes REST API over a ``SimCluster``.
 
 Just enough of core/v1, apps/v1 and coordination.k8s.io/v1 for the agent (pods, logs, events, services, namespaces,
-deployments and their scale subresource, replicasets, leases for leader election), with the apiserver's Status errors, so the official client runs unchanged.
+deployments and their scale subresource, replicasets, leases for leader election, configmaps for the shared
+journal), with the apiserver's Status errors, so the official client runs unchanged.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from aiops.sim.selectors import SelectorError
 PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",
                        "application/strategic-merge-patch+json": "strategic",
                        "application/json-patch+json": "json"}
-CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace"}
+CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace", "configmaps": "ConfigMap"}
 APPS = {"deployments": "Deployment", "replicasets": "ReplicaSet"}
 POLICY = {"poddisruptionbudgets": "PodDisruptionBudget"}
 COORDINATION = {"leases": "Lease"}
-_CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services)"
+_CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services|configmaps)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?$")
 _APPS_NS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<res>deployments|replicasets)"
                       r"(?:/(?P<name>[^/]+)(?:/(?P<sub>scale))?)?$")
@@ -98,7 +99,7 @@ class KubeApiServer(BackgroundHttpServer):
         if name is None:
             if method == "GET":
                 return _json(200, self._list(kind, ns, query))
-            if method == "POST" and kind in ("Event", "Namespace", "PodDisruptionBudget"):
+            if method == "POST" and kind in ("Event", "Namespace", "PodDisruptionBudget", "ConfigMap"):
                 return _json(201, self.cluster.create(kind, ns, _parse_json(body)))
             return _method_not_allowed()
         if method == "GET":
@@ -109,6 +110,8 @@ class KubeApiServer(BackgroundHttpServer):
         if method == "PATCH":
             patch_type, doc = _patch_body(headers, body)
             return _json(200, self.cluster.patch(kind, ns, name, doc, patch_type))
+        if method == "DELETE" and kind == "ConfigMap":
+            return _json(200, self.cluster.delete(kind, ns, name))
         return _method_not_allowed()
 
     def _lease(self, method, ns, name, query, headers, body):
@@ -221,8 +224,9 @@ _API_GROUPS = {"kind": "APIGroupList", "apiVersion": "v1",
 def _resource_list(group_version: str, resources: dict) -> dict:
     verbs = ["get", "list", "patch"]
     items = [{"name": res, "singularName": kind.lower(), "namespaced": kind != "Namespace", "kind": kind,
-              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget", "Lease") else [])
-              + (["update"] if kind == "Lease" else [])}
+              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget", "Lease",
+                                                       "ConfigMap") else [])
+              + (["update"] if kind == "Lease" else []) + (["delete"] if kind == "ConfigMap" else [])}
              for res, kind in resources.items()]
     if group_version == "apps/v1":
         items.append({"name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",

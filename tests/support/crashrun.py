@@ -2,6 +2,8 @@
 
     python -m tests.support.crashrun URL TOKEN JOURNAL PLAN_JSON CRASH_POINT OUTCOME
 
+JOURNAL is a SQLite file, or ``kube:NAMESPACE`` for the journal in ConfigMaps of that namespace (on the same API).
+
 Crash points: ``after_decided`` (``executing`` journaled, nothing patched), ``after_patch`` (the patch landed,
 ``verifying`` not journaled), ``during_verify`` (``verifying`` journaled, verification under way),
 ``after_rolled_back`` (``rolled_back`` journaled, the undo not done). OUTCOME is what the probe reports after the
@@ -19,6 +21,7 @@ from aiops.clients.kube import KubeClient
 from aiops.domain.plans import ActionPlan
 from aiops.domain.playbook import Playbook
 from aiops.remediate.actions import ACTIONS
+from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.remediate.verify import Verifier
@@ -47,6 +50,17 @@ class CrashingJournal(SqliteJournal):
             crash()
 
 
+class CrashingKubeJournal(KubeJournal):
+    def __init__(self, kube, namespace, crash_after_state: str | None) -> None:
+        super().__init__(kube, namespace)
+        self.crash_after_state = crash_after_state
+
+    def record(self, plan_id, state, note, data):
+        super().record(plan_id, state, note, data)
+        if state == self.crash_after_state and data.get("trigger"):
+            crash()
+
+
 class Probe:
     def __init__(self, outcome: str, crash_on_read: bool) -> None:
         self.outcome = outcome
@@ -66,8 +80,11 @@ def runner_for(kube: KubeClient, journal, probe) -> PlaybookRunner:
 def main(url: str, token: str, journal_path: str, plan_json: str, point: str, outcome: str) -> None:
     kube = KubeClient.for_host(url, token or None)
     plan = ActionPlan.from_dict(json.loads(plan_json))
-    journal = CrashingJournal(journal_path, {"after_decided": "executing",
-                                             "after_rolled_back": "rolled_back"}.get(point))
+    crash_after = {"after_decided": "executing", "after_rolled_back": "rolled_back"}.get(point)
+    if journal_path.startswith("kube:"):
+        journal = CrashingKubeJournal(kube, journal_path.removeprefix("kube:"), crash_after)
+    else:
+        journal = CrashingJournal(journal_path, crash_after)
     runner = runner_for(kube, journal, Probe(outcome, crash_on_read=point == "during_verify"))
     if point == "after_patch":
         scale = ACTIONS["scale"](kube, runner.clock)

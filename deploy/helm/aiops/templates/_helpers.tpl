@@ -32,6 +32,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "rules_dir" "/etc/aiops/rules"
   "models_dir" "/opt/aiops/models"
   "state_dir" "/var/lib/aiops"
-  "log_format" "json" }}
+  "log_format" "json"
+  "leader_election" (dict "enabled" true "namespace" .Release.Namespace "lease_name" (first .Values.leaderElection.leaseNames))
+  "journal" (dict "backend" .Values.journal.backend) }}
 {{- toYaml (mergeOverwrite $generated (deepCopy .Values.config)) }}
 {{- end }}
