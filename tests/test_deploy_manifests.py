@@ -8,7 +8,9 @@ platform team asks for (least privilege, hardened pods, a valid agent config, wo
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.support import render
 MODES = ("dry-run", "act")
 EXAMPLES = render.DEPLOY / "examples"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
+MODELS_DIR = "/var/lib/aiops/models"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -76,8 +79,10 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     assert read == {(g, r, v) for g, r in [("apps", "deployments"), ("apps", "replicasets"), ("", "pods"),
                                            ("", "pods/log"), ("", "events"), ("", "services")]
                     for v in ("get", "list", "watch")} | {("policy", "poddisruptionbudgets", "list")}
+    # isolate-pod is the one playbook patching pods; degrade-model needs nothing shift-traffic and scale-up do not;
+    # retrain-detector touches no cluster object at all.
     assert act == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch"),
-                   ("", "services", "patch"), ("", "events", "create")}
+                   ("", "services", "patch"), ("", "pods", "patch"), ("", "events", "create")}
     assert granted(lease_rules) == {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")}
     assert all(r.get("resourceNames") == ["aiops-leader"] for r in lease_rules if "create" not in r["verbs"])
     every_rule = [r for o in by_kind(objects, "ClusterRole") + by_kind(objects, "Role") for r in o["rules"]]
@@ -139,9 +144,15 @@ def test_agent_deployment_is_highly_available_and_hardened():
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {"cpu", "memory"} <= set(container["resources"]["requests"]) <= set(container["resources"]["limits"])
-    # Every path the agent writes is a volume, since the root filesystem is read-only.
+    # Every path the agent writes is a volume, since the root filesystem is read-only: the model registry too
+    # (retrain-detector saves versions there), seeded by an init container as hardened as the agent.
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert not mounts["/var/lib/aiops"].get("readOnly") and not mounts["/tmp"].get("readOnly")
+    assert not mounts[MODELS_DIR].get("readOnly")
+    (seed,) = spec["initContainers"]
+    assert seed["image"] == container["image"] and seed["securityContext"] == sc
+    assert {m["mountPath"]: m["name"] for m in seed["volumeMounts"]} == {MODELS_DIR: mounts[MODELS_DIR]["name"]}
+    assert {"cpu", "memory"} <= set(seed["resources"]["requests"]) <= set(seed["resources"]["limits"])
     pdb = one(objects, "PodDisruptionBudget", "aiops")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
@@ -167,8 +178,9 @@ def test_configmaps_hold_a_valid_config_and_loadable_playbooks_and_rules(mode, t
     assert settings.journal_namespace == settings.leader_election.namespace == "aiops-system"
     dep = one(objects, "Deployment", "aiops")
     mounts = {m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-    assert {str(settings.playbooks_dir), str(settings.rules_dir), str(settings.state_dir),
+    assert {str(settings.playbooks_dir), str(settings.rules_dir), str(settings.state_dir), str(settings.models_dir),
             str(settings.webhook.token_file.parent)} <= mounts
+    assert str(settings.models_dir) == MODELS_DIR
     for name, folder in (("aiops-playbooks", "playbooks"), ("aiops-rules", "rules")):
         (tmp_path / folder).mkdir()
         for file, text in cms[name].items():
@@ -237,3 +249,70 @@ def test_dockerfile_runs_non_root_from_a_slim_base_with_glm_optional():
     manifest_uid = one(render.kustomize(render.KUSTOMIZE / "base"), "Deployment", "aiops")[
         "spec"]["template"]["spec"]["securityContext"]["runAsUser"]
     assert user[-1].split(":")[0] == str(manifest_uid)
+
+
+def seed_command(deployment: dict) -> list[str]:
+    (seed,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    return seed["command"]
+
+
+def test_init_container_seeds_the_registry_with_the_stock_models_and_keeps_what_is_there(tmp_path):
+    """The init container's own command (from the manifest), run on a copy of the image's models/ folder."""
+    command = seed_command(one(render.kustomize(render.KUSTOMIZE / "base"), "Deployment", "aiops"))
+    assert command[0] == "python" and command[-2:] == ["/opt/aiops/models", MODELS_DIR]
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    run = [sys.executable, *command[1:-2], str(render.ROOT / "models"), str(registry)]
+
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+
+    stock = sorted(p.relative_to(render.ROOT / "models") for p in (render.ROOT / "models").rglob("*") if p.is_file())
+    assert stock and sorted(p.relative_to(registry) for p in registry.rglob("*") if p.is_file()) == stock
+    assert filecmp.cmpfiles(render.ROOT / "models", registry, [str(p) for p in stock], shallow=False)[0] == \
+        [str(p) for p in stock]
+    # On a PersistentVolume the next start finds the registry: what a retrain wrote (and a changed file) stays.
+    (registry / "shop").mkdir()
+    (registry / "shop" / "current.json").write_text('{"version": 2, "history": [1]}')
+    (registry / stock[0]).write_text("kept")
+
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+
+    assert (registry / "shop" / "current.json").read_text() == '{"version": 2, "history": [1]}'
+    assert (registry / stock[0]).read_text() == "kept"
+
+
+def volumes_of(deployment: dict) -> dict[str, dict]:
+    return {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+
+
+def test_models_pvc_puts_the_registry_on_the_claim_the_retrain_job_writes(tmp_path):
+    """Helm's models.persistentVolumeClaim and the kustomize component models-pvc give the same Deployment, whose
+    registry is the claim deploy/jobs/retrain-detector-job.yaml trains into, at the path both configs name."""
+    job_objects = list(yaml.safe_load_all((render.DEPLOY / "jobs" / "retrain-detector-job.yaml").read_text()))
+    job = one(job_objects, "Job", "aiops-retrain-detector")["spec"]["template"]["spec"]
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in job["volumes"] if "persistentVolumeClaim" in v)
+    job_mount = next(m["mountPath"] for m in job["containers"][0]["volumeMounts"] if m["name"] == "models")
+    train = yaml.safe_load(one(job_objects, "ConfigMap", "aiops-retrain-detector")["data"]["train.yaml"])
+    assert claim == "aiops-models" and job_mount == train["models_dir"] == MODELS_DIR
+
+    overlay = tmp_path / "with-pvc"
+    overlay.mkdir()
+    up = Path(os.path.relpath(render.KUSTOMIZE, overlay))  # kustomize refuses absolute paths
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": [str(up / "overlays" / "act")], "components": [str(up / "components" / "models-pvc")]}))
+    kust = render.same(render.kustomize(overlay), hashed_configmaps=True)
+    helm = render.same(render.helm_template(values={"mode": "act", "models.persistentVolumeClaim": claim}))
+    deployment = ("Deployment", "aiops-system", "aiops")
+    for rendered in (kust, helm):
+        volumes = rendered[deployment]["spec"]["template"]["spec"]["volumes"]
+        volumes.sort(key=lambda v: v["name"])  # kustomize's patch moves the patched volume first
+        assert volumes_of(rendered[deployment])["models"] == {"name": "models",
+                                                              "persistentVolumeClaim": {"claimName": claim}}
+    assert kust == helm
+    # Without it, an emptyDir; the component changes nothing else.
+    plain = render.same(render.kustomize(render.KUSTOMIZE / "overlays" / "act"), hashed_configmaps=True)
+    assert volumes_of(plain[deployment])["models"] == {"name": "models", "emptyDir": {}}
+    for rendered in (kust, plain):
+        rendered[deployment]["spec"]["template"]["spec"]["volumes"] = {
+            name: v for name, v in volumes_of(rendered[deployment]).items() if name != "models"}
+    assert kust == plain

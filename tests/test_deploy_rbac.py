@@ -2,9 +2,10 @@
 ServiceAccount's own token (a real one, minted by the controller-manager's token controller).
 
 With the act overlay the agent can run every playbook of the ConfigMap it was given, through the real
-``PlaybookRunner`` and ``KubeClient``, and undo what can be undone; it can hold its Lease. It is refused reading
-secrets, deleting namespaces, and everything in a namespace outside its scope. The Helm chart's dry-run install can
-read but not change anything.
+``PlaybookRunner`` and ``KubeClient``, and undo what can be undone; it can hold its Lease. retrain-detector needs no
+cluster permission at all (it works on the model registry). The agent is refused reading secrets, deleting
+namespaces, changing pods in any other way than isolate-pod's label patch, and everything in a namespace outside its
+scope. The Helm chart's dry-run install can read but not change anything.
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ from aiops.clients.kube import KubeClient, KubeError, api_client_from_settings
 from aiops.collect.kube import KubeCollector
 from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
 from aiops.domain.target import Target
-from aiops.remediate.actions import ACTIONS, PLAN_ANNOTATION
+from aiops.detect.lifecycle import ModelLifecycle
+from aiops.detect.store import ModelStore
+from aiops.detect.tuning import DetectorParams
+from aiops.remediate.actions import ACTIONS, PLAN_ANNOTATION, RetrainAction
+from aiops.remediate.actions.isolate import ISOLATED_LABEL
+from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
 from aiops.remediate.kube_journal import KubeJournal
@@ -38,19 +44,26 @@ from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
 from aiops.serve.agent import open_journal
+from aiops.serve.drift_check import DETECTOR_KIND
 from aiops.settings import Settings, parse_settings
 from aiops.sim.clock import SimClock
 from tests.support import kubestack, render
 from tests.support.polling import wait_until
 from tests.support.realstack import free_port
+from tests.test_lifecycle_retrain import HOUR, RETRAIN_PARAMS, T0, RegimeCollector
 
 pytestmark = pytest.mark.kube
 
 AGENT_NS, SCOPE_NS, SA = "aiops-system", "shop", "aiops"
 DEADLINE = 45.0
 STOCK_PLAYBOOKS = sorted(p.stem for p in (render.KUSTOMIZE / "base" / "playbooks").glob("*.yaml"))
+# The playbooks whose action works on cluster objects (retrain works on the model registry: its own test below).
+CLUSTER_PLAYBOOKS = sorted(name for name, pb in load_playbooks(render.KUSTOMIZE / "base" / "playbooks").items()
+                           if pb.action != "retrain")
 # Readings far below these count as "recovered" for every stock playbook's verify signals.
-BEFORE = {"memory": 1e9, "restarts": 5.0, "latency_p99": 2.0, "error_ratio": 0.5, "cpu": 2.0}
+BEFORE = {"memory": 1e9, "restarts": 5.0, "latency_p99": 2.0, "error_ratio": 0.5, "cpu": 2.0,
+          "inference_latency_p99": 2.0, "requests_waiting": 50.0, "gpu_util": 95.0, "gpu_memory": 7e10,
+          "process_memory": 4e10}
 
 
 def for_v1_20(obj: dict) -> dict:
@@ -168,6 +181,34 @@ def app_with_two_revisions(stack, ns: str) -> Target:
     return Target.deployment(ns, name)
 
 
+def serving_app(stack, ns: str) -> tuple[Target, dict]:
+    """A model server (3 replicas, with its Service) and its fallback (1 replica), both Deployments' pods carrying
+    a shared ``model-group`` label; returns the server and the degrade params naming the fallback and that label."""
+    name = f"llm-{uuid.uuid4().hex[:8]}"
+    group = {"model-group": name}
+    with stack._api() as api:
+        for dep_name, replicas in ((name, 3), (f"{name}-small", 1)):
+            dep, svc = kubestack.app_objects(ns, dep_name, replicas, "registry.local/llm:1.0")
+            dep["spec"]["template"]["metadata"]["labels"].update(group)
+            k8s.AppsV1Api(api).create_namespaced_deployment(ns, dep)
+            if dep_name == name:
+                k8s.CoreV1Api(api).create_namespaced_service(ns, svc)
+    admin = stack.client()
+    try:
+        for dep_name in (name, f"{name}-small"):
+            wait_until(lambda: rolled_out(admin, ns, dep_name), DEADLINE, f"{ns}/{dep_name} rolled out")
+    finally:
+        admin.close()
+    return Target.deployment(ns, name), {"fallback": f"{name}-small", "selector": group}
+
+
+def live_pod(kube: KubeClient, target: Target) -> str:
+    """A running pod of ``target`` that no rollout is deleting."""
+    pods = [p for p in kube.list_pods(target.namespace, f"app={target.name}")
+            if not p["metadata"].get("deletionTimestamp")]
+    return sorted(p["metadata"]["name"] for p in pods)[0]
+
+
 def runner_for(kube: KubeClient, playbooks: dict, clock: SimClock) -> PlaybookRunner:
     """The real runner; verification reads a probe that reports recovery, on a clock the test moves."""
     class Recovered:
@@ -218,18 +259,28 @@ def test_agent_deployment_rolls_out_with_its_service_account(rbac_stack, act_ins
     assert len(pods) == 2 and all(p["spec"]["serviceAccountName"] == SA for p in pods)
 
 
-@pytest.mark.parametrize("name", STOCK_PLAYBOOKS)
+@pytest.mark.parametrize("name", CLUSTER_PLAYBOOKS)
 def test_agent_runs_every_enabled_playbook_with_its_service_account(rbac_stack, act_install, agent_kube, name):
-    target = app_with_two_revisions(rbac_stack, SCOPE_NS)
     playbook = act_install.playbooks[name]
-    # shift-traffic: name the ReplicaSet to keep (the stock default picks the oldest live one, which needs a
-    # rollout held half-way; the permissions used are the same).
-    rs = agent_kube.list_replicasets(SCOPE_NS, f"app={target.name}")
-    params = {"value": rs[0]["metadata"]["labels"]["pod-template-hash"]} if playbook.action == "shift_traffic" else {}
+    # The params the diagnosis (or a person) supplies for the situation at hand; the permissions used are the
+    # stock defaults' (shift-traffic's default picks the oldest live ReplicaSet, which needs a rollout held
+    # half-way; degrade-model's default fallback is named llm-small).
+    if playbook.action == "degrade":
+        target, params = serving_app(rbac_stack, SCOPE_NS)
+    else:
+        target = app_with_two_revisions(rbac_stack, SCOPE_NS)
+        params = {}
+    if playbook.action == "shift_traffic":
+        rs = agent_kube.list_replicasets(SCOPE_NS, f"app={target.name}")
+        params = {"value": rs[0]["metadata"]["labels"]["pod-template-hash"]}
+    if playbook.action == "isolate":
+        params = {"pod": live_pod(agent_kube, target)}
     plan = plan_for(playbook, target, act_install.settings.mode, params)
     clock = SimClock(datetime.now(timezone.utc).timestamp())
+    runner = runner_for(agent_kube, act_install.playbooks, clock)
+    runner.restore_watch = False  # undone below, by hand, after looking at the change in the cluster
 
-    execution = runner_for(agent_kube, act_install.playbooks, clock).run(plan, before=BEFORE)
+    execution = runner.run(plan, before=BEFORE)
 
     assert execution.state is ExecutionState.SUCCEEDED, execution.history
     (change,) = execution.changes
@@ -238,12 +289,93 @@ def test_agent_runs_every_enabled_playbook_with_its_service_account(rbac_stack, 
               if (e["metadata"].get("annotations") or {}).get(PLAN_ANNOTATION) == plan.id]
     assert events, "the action's audit Event was written"
     if playbook.acts:
-        obj = (agent_kube.get_service(SCOPE_NS, target.name) if playbook.action == "shift_traffic"
-               else agent_kube.get_deployment(SCOPE_NS, target.name))
+        obj = changed_object(agent_kube, playbook.action, plan)
         assert obj["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+    assert_applied(agent_kube, playbook.action, plan)
     if playbook.undo_on_worse:
         undone = ACTIONS[playbook.action](agent_kube, clock).undo(plan, change, dry_run=False)
         assert undone.applied, undone.description
+        assert_undone(agent_kube, playbook.action, plan)
+
+
+def changed_object(kube: KubeClient, action: str, plan: ActionPlan) -> dict:
+    """The object carrying the plan's annotation: the Service, the isolated pod, or the Deployment."""
+    ns, name = plan.target.namespace, plan.target.name
+    if action in ("shift_traffic", "degrade"):
+        return kube.get_service(ns, name)
+    if action == "isolate":
+        return kube.get_pod(ns, plan.params["pod"])
+    return kube.get_deployment(ns, name)
+
+
+def assert_applied(kube: KubeClient, action: str, plan: ActionPlan) -> None:
+    """The new actions' changes, read back from the cluster."""
+    ns, name = plan.target.namespace, plan.target.name
+    if action == "isolate":
+        labels = kube.get_pod(ns, plan.params["pod"])["metadata"]["labels"]
+        assert "app" not in labels and labels[ISOLATED_LABEL] == "true"
+    if action == "degrade":
+        assert kube.get_service(ns, name)["spec"]["selector"] == plan.params["selector"]
+        fallback = kube.get_deployment(ns, plan.params["fallback"])
+        assert fallback["spec"]["replicas"] == 2  # ~30 % of 3 + 2 pods
+        assert fallback["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+
+
+def assert_undone(kube: KubeClient, action: str, plan: ActionPlan) -> None:
+    ns, name = plan.target.namespace, plan.target.name
+    if action == "isolate":
+        labels = kube.get_pod(ns, plan.params["pod"])["metadata"]["labels"]
+        assert labels["app"] == name and ISOLATED_LABEL not in labels
+    if action == "degrade":
+        assert kube.get_service(ns, name)["spec"]["selector"] == {"app": name}
+        assert kube.get_deployment(ns, plan.params["fallback"])["spec"]["replicas"] == 1
+
+
+class CallRecorder:
+    """A KubeApi that records every method called on it before passing the call on."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str):
+        self.calls.append(name)
+        return getattr(self.kube, name)
+
+
+def test_retrain_detector_needs_no_cluster_permission(rbac_stack, act_install, tmp_path):
+    """retrain-detector (from the deployed ConfigMap) works on the model registry only: run by the real runner, with
+    the audit observer the agent uses, through a ServiceAccount that holds no permission at all, it retrains into a
+    registry in a tmp dir and never calls the API."""
+    nobody = f"nobody-{uuid.uuid4().hex[:8]}"
+    with rbac_stack._api() as api:
+        k8s.CoreV1Api(api).create_namespaced_service_account(AGENT_NS, {"metadata": {"name": nobody}})
+    powerless = KubeClient.for_host(rbac_stack.url, service_account_token(rbac_stack, AGENT_NS, nobody),
+                                    verify_ssl=False)
+    try:
+        assert forbidden(lambda: powerless.list_pods(SCOPE_NS))
+        kube = CallRecorder(powerless)
+        collector = RegimeCollector(lambda ts, call: ts >= T0 + 3 * HOUR)  # drifted from hour 3 on
+        store = ModelStore(tmp_path / "models")
+        first = collector.collect(SCOPE_NS, T0, T0 + 2 * HOUR)
+        store.save(SCOPE_NS, DetectorParams().build().fit(first.signals, T0, T0 + 2 * HOUR),
+                   {"params": DetectorParams().as_dict()})
+        clock = SimClock(T0 + 6 * HOUR)
+        playbook = act_install.playbooks["retrain-detector"]
+        books = {playbook.name: playbook.model_copy(update={"params": RETRAIN_PARAMS})}
+        runner = PlaybookRunner(kube, MemoryJournal(), Verifier(None, clock.advance, clock), books, clock,
+                                actions={"retrain": RetrainAction(kube, clock, ModelLifecycle(store, collector,
+                                                                                               clock))},
+                                observers=[TransitionEvents(kube, clock)])
+        plan = plan_for(books[playbook.name], Target(DETECTOR_KIND, SCOPE_NS, SCOPE_NS), act_install.settings.mode)
+
+        execution = runner.run(plan, before={})
+
+        assert execution.state is ExecutionState.SUCCEEDED, execution.history
+        assert store.current_version(SCOPE_NS) == 2 and store.record(SCOPE_NS, 2).extra["plan_id"] == plan.id
+        assert kube.calls == []
+    finally:
+        powerless.close()
 
 
 def test_agent_reads_what_its_collectors_need_and_scales_through_the_subresource(rbac_stack, act_install,
@@ -296,11 +428,34 @@ def test_agent_is_refused_secrets_namespace_deletion_and_namespaces_out_of_scope
             assert forbidden(lambda: core.delete_namespace(outside))
             assert forbidden(lambda: core.list_pod_for_all_namespaces())
             assert forbidden(lambda: k8s.AppsV1Api(api).delete_namespaced_deployment(target.name, outside))
+            # In scope the agent patches pods' labels (isolate-pod) and nothing more on pods: no delete, eviction,
+            # status, replace or exec; it creates no Deployment (degrade-model only scales an existing fallback).
+            scoped = app_with_two_revisions(rbac_stack, SCOPE_NS)
+            pod = live_pod(agent_kube, scoped)
+            eviction = {"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": pod}}
+            assert forbidden(lambda: core.delete_namespaced_pod(pod, SCOPE_NS))
+            assert forbidden(lambda: core.create_namespaced_pod_eviction(pod, SCOPE_NS, eviction))
+            assert forbidden(lambda: core.patch_namespaced_pod_status(pod, SCOPE_NS, {"status": {}}))
+            assert forbidden(lambda: core.replace_namespaced_pod(pod, SCOPE_NS, {"metadata": {"name": pod}}))
+            assert forbidden(lambda: core.create_namespaced_pod(SCOPE_NS, {"metadata": {"name": "p"}}))
+            assert forbidden(lambda: core.connect_get_namespaced_pod_exec(pod, SCOPE_NS, command=["sh"]))
+            assert forbidden(lambda: core.delete_namespaced_service(scoped.name, SCOPE_NS))
+            new_app = kubestack.app_objects(SCOPE_NS, f"new-{scoped.name}", 1, "registry.local/app:1.0")[0]
+            assert forbidden(lambda: k8s.AppsV1Api(api).create_namespaced_deployment(SCOPE_NS, new_app))
         assert forbidden(lambda: agent_kube.get_deployment(outside, target.name))
         assert forbidden(lambda: agent_kube.list_pods(outside))
         assert forbidden(lambda: agent_kube.list_events(outside))
         assert forbidden(lambda: agent_kube.patch_scale(outside, target.name, 5))
         assert forbidden(lambda: agent_kube.patch_service(outside, target.name, {"spec": {"selector": {"x": "y"}}}))
+        # isolate-pod's label patch, nowhere else: not outside the scope, not on the agent's own pods.
+        admin = rbac_stack.client()
+        try:
+            outside_pod = live_pod(admin, target)
+        finally:
+            admin.close()
+        relabel = {"metadata": {"labels": {"app": "elsewhere"}}}
+        assert forbidden(lambda: agent_kube.patch_pod(outside, outside_pod, relabel))
+        assert forbidden(lambda: agent_kube.patch_pod(AGENT_NS, "aiops-anything", relabel))
         # Through the real runner too: a plan on the out-of-scope workload fails at its first read.
         restart = act_install.playbooks["restart-workload"]
         clock = SimClock(datetime.now(timezone.utc).timestamp())
@@ -334,15 +489,20 @@ def test_helm_dry_run_install_can_read_and_plan_but_not_change(rbac_stack, tmp_p
         try:
             playbooks = load_playbooks(render.CHART / "files" / "playbooks")
             clock = SimClock(datetime.now(timezone.utc).timestamp())
-            for name in ("restart-workload", "rollback-deploy", "scale-up"):
+            serving, degrade = serving_app(rbac_stack, scope_ns)
+            situations = {"restart-workload": (target, {}), "rollback-deploy": (target, {}),
+                          "scale-up": (target, {}), "isolate-pod": (target, {"pod": live_pod(kube, target)}),
+                          "degrade-model": (serving, degrade)}
+            for name, (on, params) in situations.items():
                 execution = runner_for(kube, playbooks, clock).run(
-                    plan_for(playbooks[name], target, settings.mode), before=BEFORE)
+                    plan_for(playbooks[name], on, settings.mode, params), before=BEFORE)
                 assert execution.state is ExecutionState.SKIPPED, (name, execution.history)
                 assert execution.changes and not execution.changes[0].applied
             assert forbidden(lambda: kube.patch_deployment(scope_ns, target.name, {"metadata": {"labels": {"a": "b"}}}))
             assert forbidden(lambda: kube.patch_scale(scope_ns, target.name, 3))
             assert forbidden(lambda: kube.patch_service(scope_ns, target.name, {"metadata": {"labels": {"a": "b"}}}))
             assert forbidden(lambda: kube.create_event(scope_ns, {"metadata": {"name": "e"}, "involvedObject": {}}))
+            assert forbidden(lambda: kube.patch_pod(scope_ns, live_pod(kube, target), {"metadata": {"labels": {}}}))
         finally:
             kube.close()
     finally:

@@ -30,7 +30,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "kubernetes" (dict "in_cluster" true "namespaces" .Values.targetNamespaces)
   "playbooks_dir" "/etc/aiops/playbooks"
   "rules_dir" "/etc/aiops/rules"
-  "models_dir" "/opt/aiops/models"
+  "models_dir" "/var/lib/aiops/models"
   "state_dir" "/var/lib/aiops"
   "log_format" "json"
   "leader_election" (dict "enabled" true "namespace" .Release.Namespace "lease_name" (first .Values.leaderElection.leaseNames))
