@@ -126,6 +126,13 @@ as in ``--cv``); a change had to beat 70.04 on A AND 65.73 on B.
 * A detrended-level channel (the mean of the last s values minus the median / mean of the last L, KNN,
   whole-history memory) for small bumps: s=1 L=144 69.82 / 65.73, s=8 L=144 69.85 / 63.38, s=8 L=96 70.06 /
   65.50, s=4 L=48 69.60 / 65.36: no gain.
+* ``alarm_level`` re-checked on the three-channel version (an alarm between 0.5 and the pooled threshold 0.508
+  starts a quiet spell without counting, e.g. nyc_taxi window 1): 0.505 / 0.51 / 0.515 / 0.52 / 0.53: A 68.88 / 70.16
+  / 68.54 / 67.65 / 64.35, B 64.61 / 64.29 / 63.67 / 63.42 / 62.47, all 66.16 / 65.58 / 64.28 / 63.49 / 61.07: 0.5
+  stays.
+Result of the third round: nothing beat the default on both folds; the defaults are unchanged (66.52 / 56.93 /
+71.82). The candidate channels were computed with a scratch copy of the detector's refit loop and replayed through
+``_post``'s logic, not committed; the replay of the default channels matched the real detector to the last digit.
 """
 
 from __future__ import annotations
