@@ -130,6 +130,8 @@ as in ``--cv``); a change had to beat 70.04 on A AND 65.73 on B.
   starts a quiet spell without counting, e.g. nyc_taxi window 1): 0.505 / 0.51 / 0.515 / 0.52 / 0.53: A 68.88 / 70.16
   / 68.54 / 67.65 / 64.35, B 64.61 / 64.29 / 63.67 / 63.42 / 62.47, all 66.16 / 65.58 / 64.28 / 63.49 / 61.07: 0.5
   stays.
+* k of the level and trend channels (shape keeps 10): k=5 69.82 / 64.99 / 66.51, k=20 70.04 / 63.03 / 65.09 (10:
+  70.04 / 65.73 / 66.52).
 Result of the third round: nothing beat the default on both folds; the defaults are unchanged (66.52 / 56.93 /
 71.82). The candidate channels were computed with a scratch copy of the detector's refit loop and replayed through
 ``_post``'s logic, not committed; the replay of the default channels matched the real detector to the last digit.
