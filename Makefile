@@ -14,9 +14,13 @@ SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin
 demo: setup system-deps
 	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
 
+# Two pytest workers (one per core here). A test file runs whole on one worker (--dist loadfile), and each worker
+# starts the shared real kube-apiserver at most once. PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+
 test: setup system-deps kube
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
