@@ -24,26 +24,10 @@ from aiops.serve.scheduler import LoopScheduler
 from aiops.sim.runtime import SimRuntime
 from tests.support.faults import FaultyKube, FaultyPrometheus, FullDiskJournal
 from tests.support.polling import wait_until
-from tests.test_agent_sim import DRAIN_SECONDS, HTTP_TIMEOUT, alert_payload, post_alert, sim_settings
+from tests.test_agent_sim import (DRAIN_SECONDS, HTTP_TIMEOUT, alert_payload, kube, post_alert, sim,  # noqa: F401
+                                  sim_settings)
 
 RECOVERY_SECONDS = 30.0  # readiness results are cached for 5 s; the retry then runs one diagnosis
-
-
-@pytest.fixture
-def sim():
-    runtime = SimRuntime("memory_leak", seed=0).start()
-    runtime.prefill(4200)
-    runtime.inject()
-    runtime.advance(300)
-    yield runtime
-    runtime.stop()
-
-
-@pytest.fixture
-def kube(sim):
-    client = KubeClient.for_host(sim.kube_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

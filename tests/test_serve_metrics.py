@@ -14,8 +14,8 @@ import requests
 
 from aiops.domain.plans import ExecutionState, Mode
 from aiops.serve.metrics import AgentMetrics
-from aiops.sim.runtime import SimRuntime
-from tests.test_agent_sim import DRAIN_SECONDS, HTTP_TIMEOUT, alert_payload, post_alert, sim_settings, start_agent
+from tests.test_agent_sim import (DRAIN_SECONDS, HTTP_TIMEOUT, alert_payload, post_alert, sim,  # noqa: F401
+                                  sim_settings, start_agent)
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "aiops-dashboard.json"
 METRIC_NAME = re.compile(r"\baiops_[a-z0-9_]+\b")
@@ -118,16 +118,6 @@ def test_every_dashboard_expr_is_valid_promql(tmp_path):
 
 
 # --- one closed loop ---------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def sim():
-    runtime = SimRuntime("memory_leak", seed=0).start()
-    runtime.prefill(4200)
-    runtime.inject()
-    runtime.advance(300)
-    yield runtime
-    runtime.stop()
-
 
 def test_a_handled_incident_moves_the_loop_series(sim, tmp_path):
     agent = start_agent(sim, sim_settings(sim, tmp_path, Mode.ACT))
