@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 
 import pytest
@@ -19,9 +18,9 @@ from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.serve.agent import Agent, build_parts
 from aiops.settings import STOCK_ROOT, load_settings
 from aiops.sim.faults import MiB, MemoryLeak
-from aiops.sim.runtime import SimRuntime
 from tests.support import realstack
 from tests.support.polling import wait_until
+from tests.support.simruntime import realtime_sim
 
 pytestmark = pytest.mark.realstack
 
@@ -31,15 +30,8 @@ PLAN_ANNOTATION = "aiops.io/plan-id"
 
 @pytest.fixture
 def sim():
-    runtime = SimRuntime("memory_leak", realtime=True, step=1.0, rollout_seconds=1.0).start()
-    runtime.prefill(120)
-    stop = threading.Event()
-    ticker = threading.Thread(target=runtime.run_forever, args=(stop,), daemon=True)
-    ticker.start()
-    yield runtime
-    stop.set()
-    ticker.join(timeout=5)
-    runtime.stop()
+    with realtime_sim("memory_leak", prefill=120) as runtime:
+        yield runtime
 
 
 def _write_config(tmp_path, sim, prometheus_url, port, alertmanager_url=None):

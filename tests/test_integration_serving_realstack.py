@@ -3,7 +3,6 @@ and the p99 the collector derives from what Prometheus returns equals Prometheus
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -11,9 +10,9 @@ import pytest
 from aiops.clients.prometheus import PrometheusClient
 from aiops.collect.prometheus import PrometheusCollector
 from aiops.domain import signals as sig
-from aiops.sim.runtime import SimRuntime
 from tests.support import realstack
 from tests.support.polling import wait_until
+from tests.support.simruntime import realtime_sim
 
 pytestmark = pytest.mark.realstack
 BUCKETS = 'vllm:e2e_request_latency_seconds_bucket{namespace="ml",pod=~"llm-.*",pod!~"llm-small-.*"}'
@@ -21,14 +20,8 @@ BUCKETS = 'vllm:e2e_request_latency_seconds_bucket{namespace="ml",pod=~"llm-.*",
 
 @pytest.fixture
 def serving_sim():
-    runtime = SimRuntime("model_overload", realtime=True, step=1.0, rollout_seconds=1.0).start()
-    stop = threading.Event()
-    ticker = threading.Thread(target=runtime.run_forever, args=(stop,), daemon=True)
-    ticker.start()
-    yield runtime
-    stop.set()
-    ticker.join(timeout=5)
-    runtime.stop()
+    with realtime_sim("model_overload") as runtime:
+        yield runtime
 
 
 def test_real_prometheus_scrapes_serving_metrics_and_agrees_on_the_p99(serving_sim):

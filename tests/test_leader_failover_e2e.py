@@ -91,6 +91,19 @@ class ServeProcess:
         return self.popen.returncode
 
 
+def show_logs(*procs) -> None:
+    """After a failure: the end of each started agent's log, so the report says what the agents saw."""
+    for proc in procs:
+        if proc is not None:
+            print(f"--- {proc.identity}\n{proc.tail()}")
+
+
+def stop_all(*procs) -> None:
+    for proc in procs:
+        if proc is not None:
+            proc.stop()
+
+
 def test_killing_the_leader_process_hands_over_to_the_follower(kube_real, tmp_path):
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     kube_real.create_namespace(namespace)
@@ -120,14 +133,10 @@ def test_killing_the_leader_process_hands_over_to_the_follower(kube_real, tmp_pa
         assert b.stop() == 0
         assert api.get_lease(namespace, "aiops-leader")["spec"]["holderIdentity"] == ""  # released on SIGTERM
     except BaseException:
-        for proc in (a, b):
-            if proc is not None:
-                print(f"--- {proc.identity}\n{proc.tail()}")
+        show_logs(a, b)
         raise
     finally:
-        for proc in (a, b):
-            if proc is not None:
-                proc.stop()
+        stop_all(a, b)
         api.close()
         kube_real.delete_namespace(namespace)
 
@@ -283,14 +292,10 @@ def test_the_follower_resumes_the_plan_the_killed_leader_was_verifying(kube_real
         assert journal.unfinished() == []
         assert b.stop() == 0
     except BaseException:
-        for proc in (a, b):
-            if proc is not None:
-                print(f"--- {proc.identity}\n{proc.tail()}")
+        show_logs(a, b)
         raise
     finally:
-        for proc in (a, b):
-            if proc is not None:
-                proc.stop()
+        stop_all(a, b)
         prometheus.stop()
         api.close()
         kube_real.delete_namespace(namespace)
