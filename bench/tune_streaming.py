@@ -291,15 +291,10 @@ def published(data: Path, files: set[str], n_windows: int) -> dict:
             continue
         row = {}
         for prof, (a_tp, a_fp, a_fn) in PROFILES.items():
-            p = det_dir / f"{det_dir.name}_{prof}_scores.csv"
-            if not p.exists():
-                continue
-            tot = 0.0
-            with open(p) as fh:
-                for r in csv.DictReader(fh):
-                    if r["File"] in files:
-                        tot += float(r["Score"])
-            row[prof] = 100.0 * (tot + a_fn * n_windows) / (a_tp * n_windows + a_fn * n_windows)
+            per_file = published_per_file(data, det_dir.name, prof)
+            if per_file:
+                tot = sum(score for f, score in per_file.items() if f in files)
+                row[prof] = 100.0 * (tot + a_fn * n_windows) / (a_tp * n_windows + a_fn * n_windows)
         res[det_dir.name] = row
     return res
 
