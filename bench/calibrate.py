@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ from aiops.diagnose.calibration import (CALIBRATION_FILE, Calibration, brier_sco
 from aiops.domain.errors import InputError
 from aiops.settings import Settings, load_settings
 from bench.rca import CaseResult, right_action, run
+from bench.report import write_json
 
 NO_CANDIDATE = ("unknown", "escalate")
 
@@ -132,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render(report))
-    report_path = args.out.with_name(args.out.stem + ".report.json")
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_json(args.out.with_name(args.out.stem + ".report.json"), report)
     return 0
 
 

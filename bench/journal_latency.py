@@ -10,7 +10,6 @@ ask before each plan) on each journal. ``real`` starts kube-apiserver v1.20 (nee
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.sqlite_journal import SqliteJournal
+from bench.report import write_json
 
 STATES = ("executing", "executing", "verifying", "verifying", "succeeded", "succeeded")
 
@@ -73,8 +73,7 @@ def main(argv=None) -> int:
     finally:
         stack.stop()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0
 
 

@@ -12,7 +12,6 @@ until the follower's ``is_leader`` turns true. ``real`` starts kube-apiserver v1
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import statistics
@@ -21,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from aiops.serve.leader import LeaseElector
+from bench.report import write_json
 
 
 def _wait(predicate, timeout: float) -> bool:
@@ -88,8 +88,7 @@ def main(argv=None) -> int:
     finally:
         stack.stop()
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import sys
 import time
@@ -26,6 +25,7 @@ from typing import Sequence
 
 from aiops.detect.logtemplates import LogTemplateMiner, mine_events
 from aiops.domain.errors import InputError
+from bench.report import write_json
 
 PUBLISHED_GA = Path("published") / "icse19_grouping_accuracy_all_parsers.csv"
 
@@ -286,8 +286,7 @@ def run(data: Path, out: Path, mode: str = "raw") -> dict:
             sum(r.published_ga for r in with_published) / len(with_published) if with_published else None),
         "lines_per_s": total_lines / total_time if total_time else 0.0,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "logparse.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "logparse.json", report)
     return report
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,6 +30,7 @@ from bench.nab_scoring import (
     PROFILE_NAMES, ScoreReport, load_corpus, load_profiles, load_windows, published_detectors, published_scores,
     score_results,
 )
+from bench.report import write_json
 
 
 class SeriesDetector(Protocol):
@@ -196,7 +196,7 @@ def run(data: Path, out: Path, detector: str, workers: int = 1) -> dict:
         "file_seconds": seconds,
         "table": table,
     }
-    (out / "scores.json").write_text(json.dumps(body, indent=2, default=float))
+    write_json(out / "scores.json", body)
     return body
 
 

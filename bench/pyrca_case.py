@@ -32,6 +32,7 @@ import numpy as np
 from aiops.collect.casefolder import read_case
 from aiops.settings import Settings
 from bench.rca import build_diagnostician
+from bench.report import write_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pyrca"
 NAMESPACE = "pyrca"
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for case in result["per_case"]:
         print(f"  {case['case']}: top5 {case['top5']}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        write_json(args.json, result)
     return 0
 
 

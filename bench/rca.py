@@ -19,7 +19,6 @@ process, on every case folder under DIR (any folder holding ``metrics.json`` and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from aiops.domain.errors import InputError
 from aiops.serve.agent import load_knowledge
 from aiops.serve.offline import OfflineDiagnostician
 from aiops.settings import Settings, load_settings
+from bench.report import write_json
 
 ESCALATE = "escalate"
 KS = (1, 3, 5)
@@ -188,9 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics["analyzers"] = analyzers or "all"
     print(render(metrics))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"metrics": metrics, "cases": [asdict(r) for r in results]}, indent=1,
-                                       default=str) + "\n", encoding="utf-8")
+        write_json(args.out, {"metrics": metrics, "cases": [asdict(r) for r in results]})
     return 0
 
 

@@ -33,6 +33,7 @@ from aiops.collect.signals import derive_signals
 from aiops.detect.workload import WorkloadDetector
 from aiops.domain import signals as sig
 from aiops.domain.observations import Series
+from bench.report import write_json
 
 STEP = 15.0
 WINDOW = 3600.0
@@ -242,8 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "workloads": rows, "log_parsing": logs}
     print(table(rows, logs))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        write_json(args.out, result)
     return 0
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 from aiops.detect.tuning import Criterion, DetectorParams, SearchSpace, tune
 from aiops.domain.observations import Series
 from bench.nab_scoring import corpus_data_dir, load_corpus, load_windows
+from bench.report import write_json
 
 NAMESPACE = "nab"
 THRESHOLD = 0.3
@@ -181,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         "patience": space.patience, "seed": space.seed},
               "data": str(corpus_data_dir(args.data)), "per_file": per_file}
     print(json.dumps({k: report[k] for k in ("tuning", "timing", "drift")}, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

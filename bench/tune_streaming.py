@@ -181,6 +181,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import write_json
+
 PROFILES = {"standard": (1.0, 0.11, 1.0), "reward_low_FP_rate": (1.0, 0.22, 1.0),
             "reward_low_FN_rate": (1.0, 0.11, 2.0)}
 
@@ -398,7 +400,7 @@ def main() -> None:
         for name, check in report["checks"].items():
             print(f"{name}: {check}")
         if a.out:
-            a.out.write_text(json.dumps(report, indent=2))
+            write_json(a.out, report)
         return
     t0 = time.perf_counter()
     with ProcessPoolExecutor(a.workers) as pool:

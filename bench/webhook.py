@@ -48,6 +48,8 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from bench.report import write_json
+
 FIXTURES = Path(os.environ.get("AIOPS_FIXTURES", "../shared/fixtures")) / "alertmanager"
 WEBHOOK = "/webhook/alertmanager"
 NAMESPACE = "bench"
@@ -376,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {kind:24s} p50 {k['p50']:7.2f} ms  p99 {k['p99']:7.2f} ms")
     print("no alert lost or handled twice" if result["ok"] else f"PROBLEMS: {result['problems']}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.out, result)
     return 0 if result["ok"] else 1
 
 
