@@ -41,14 +41,30 @@ def replicas(api, target) -> int:
     return int(api.get_deployment(target.namespace, target.name)["spec"]["replicas"])
 
 
-@pytest.mark.parametrize("point, outcome, final, replicas_after, states", [
+# (where the executor dies, how the service then behaves, final state, replicas after resuming, journal states)
+CRASHES = [
     ("after_decided", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
     ("after_patch", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
     ("during_verify", "recovered", "succeeded", 4, ["executing", "verifying", "verifying", "succeeded"]),
     ("during_verify", "worse", "rolled_back", 2, ["executing", "verifying", "verifying", "rolled_back",
                                                  "rolled_back"]),
     ("after_rolled_back", "worse", "rolled_back", 2, ["executing", "verifying", "rolled_back", "rolled_back"]),
-])
+]
+
+
+def assert_resumed_once(api, app, journal, plan, outcome, final, replicas_after, states) -> None:
+    """A fresh runner resumes the plan from ``journal`` and changes the cluster exactly once; a second resume finds
+    nothing to do."""
+    assert journal.unfinished() == [plan.id]
+    resumed = runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished()
+    assert [e.state.value for e in resumed] == [final]
+    assert replicas(api, app) == replicas_after, "changed exactly once (and undone when it made things worse)"
+    assert [r["state"] for r in journal.history(plan.id)] == states
+    assert journal.unfinished() == []
+    assert runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished() == []
+
+
+@pytest.mark.parametrize("point, outcome, final, replicas_after, states", CRASHES)
 def test_a_killed_executor_resumes_without_repeating_or_losing_the_action(
         kube, api, app, tmp_path, point, outcome, final, replicas_after, states):
     journal_path = tmp_path / "journal.sqlite3"
@@ -59,18 +75,9 @@ def test_a_killed_executor_resumes_without_repeating_or_losing_the_action(
     else:
         assert replicas(api, app) == 2, "nothing was patched before the crash"
 
-    journal = SqliteJournal(journal_path)
-    assert journal.unfinished() == [plan.id]
-    resumed = runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished()
-
-    assert [e.state.value for e in resumed] == [final]
-    assert replicas(api, app) == replicas_after, "changed exactly once (and undone when it made things worse)"
-    assert [r["state"] for r in journal.history(plan.id)] == states
-    assert journal.unfinished() == []
+    assert_resumed_once(api, app, SqliteJournal(journal_path), plan, outcome, final, replicas_after, states)
     deployment = api.get_deployment(app.namespace, app.name)
     assert deployment["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
-    # Resuming again finds nothing to do.
-    assert runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished() == []
 
 
 def test_two_agents_running_the_same_plan_at_once_change_the_cluster_once(api, app, tmp_path):
@@ -91,24 +98,12 @@ def test_two_agents_running_the_same_plan_at_once_change_the_cluster_once(api, a
     assert sum(c.applied for e in results for c in e.changes) == 1, "one agent patched, the other found it done"
 
 
-@pytest.mark.parametrize("point, outcome, final, replicas_after, states", [
-    ("after_decided", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
-    ("after_patch", "recovered", "succeeded", 4, ["executing", "executing", "verifying", "succeeded"]),
-    ("during_verify", "recovered", "succeeded", 4, ["executing", "verifying", "verifying", "succeeded"]),
-    ("during_verify", "worse", "rolled_back", 2, ["executing", "verifying", "verifying", "rolled_back",
-                                                 "rolled_back"]),
-])
+@pytest.mark.parametrize("point, outcome, final, replicas_after, states",
+                         [c for c in CRASHES if c[0] != "after_rolled_back"])
 def test_a_killed_executor_is_resumed_from_the_journal_in_the_kubernetes_api(
         kube, api, app, point, outcome, final, replicas_after, states):
     """The executor journals to ConfigMaps and dies; a fresh runner, sharing only the apiserver with it (as a new
     leader does), resumes the plan and changes the cluster exactly once."""
     plan = make_plan(app)
     run_and_crash(kube, f"kube:{app.namespace}", plan, point, outcome)
-    journal = KubeJournal(api, app.namespace)
-    assert journal.unfinished() == [plan.id]
-    resumed = runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished()
-    assert [e.state.value for e in resumed] == [final]
-    assert replicas(api, app) == replicas_after, "changed exactly once (and undone when it made things worse)"
-    assert [r["state"] for r in journal.history(plan.id)] == states
-    assert journal.unfinished() == []
-    assert runner_for(api, journal, Probe(outcome, crash_on_read=False)).resume_unfinished() == []
+    assert_resumed_once(api, app, KubeJournal(api, app.namespace), plan, outcome, final, replicas_after, states)
