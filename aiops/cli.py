@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the agent: scheduled loop + Alertmanager webhook")
     serve.add_argument("--config", required=True, type=Path)
+    serve.add_argument("--advertise-url", help="this replica's base URL as the others reach it (with leader "
+                                               "election, followers forward webhooks to the leader's)")
 
     diagnose = sub.add_parser("diagnose", help="diagnose a recorded case folder or a live namespace")
     source = diagnose.add_mutually_exclusive_group(required=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import json
 
 from aiops.domain.errors import InputError
-from aiops.settings import Settings, load_settings
+from aiops.settings import Settings, load_settings, with_advertise_url
 
 log = logging.getLogger("aiops")
 
@@ -67,6 +67,8 @@ def serve(args: argparse.Namespace) -> int:
     from aiops.serve.logging import configure_logging
 
     settings = load_settings(args.config)
+    if getattr(args, "advertise_url", None):
+        settings = with_advertise_url(settings, args.advertise_url)
     configure_logging(settings.log_format)
     agent = Agent(build_parts(settings)).start()
     stop = threading.Event()

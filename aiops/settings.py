@@ -157,9 +157,12 @@ def _default_identity() -> str:
 class LeaderElectionSettings(_Section):
     """Several agents, one acting: only the holder of a ``coordination.k8s.io/v1`` Lease plans and acts.
 
-    Followers keep receiving webhooks and tracking incidents, and handle them once they lead. The timings work
-    like client-go's: a follower takes an unrenewed Lease after ``lease_duration_seconds``; a leader that could
-    not renew for ``renew_deadline_seconds`` stops acting; everyone retries every ``retry_period_seconds``.
+    A follower that receives a webhook forwards it to the leader at the URL the leader advertises in the Lease
+    (``advertise_url``: this agent's own base URL as the other replicas reach it, e.g. ``http://<pod IP>:8080``;
+    ``aiops serve --advertise-url`` sets it per replica). When no leader is known or it cannot be reached, the
+    follower tracks the incident itself and handles it once it leads. The timings work like client-go's: a follower
+    takes an unrenewed Lease after ``lease_duration_seconds``; a leader that could not renew for
+    ``renew_deadline_seconds`` stops acting; everyone retries every ``retry_period_seconds``.
     """
 
     enabled: bool = False
@@ -169,6 +172,7 @@ class LeaderElectionSettings(_Section):
     lease_duration_seconds: int = Field(default=15, ge=1)
     renew_deadline_seconds: float = Field(default=10.0, gt=0)
     retry_period_seconds: float = Field(default=2.0, gt=0)
+    advertise_url: HttpUrl = None
 
     @field_validator("lease_name", "namespace")
     @classmethod
@@ -285,6 +289,17 @@ def load_settings(path: str | Path) -> Settings:
     raw, _ = read_yaml_mapping(path, "config file")
     settings = parse_settings(raw, where=str(path))
     return _resolve_paths(settings, path.parent)
+
+
+def with_advertise_url(settings: Settings, url: str, where: str = "--advertise-url") -> Settings:
+    """``settings`` with ``leader_election.advertise_url`` set to ``url`` (a per-replica value the shared config
+    file cannot hold, e.g. ``http://$(POD_IP):8080`` from the Deployment's arguments)."""
+    section = {**settings.leader_election.model_dump(), "advertise_url": url}
+    try:
+        election = LeaderElectionSettings.model_validate(section)
+    except ValidationError as exc:
+        raise InputError(where, validation_message(exc)) from None
+    return settings.model_copy(update={"leader_election": election})
 
 
 def parse_settings(raw: dict, where: str = "config") -> Settings:

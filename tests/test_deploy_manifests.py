@@ -166,6 +166,30 @@ def test_agent_deployment_is_highly_available_and_hardened():
                                                       "protocol": "TCP"}]
 
 
+def test_each_replica_advertises_its_own_address_and_the_replicas_may_reach_each_other():
+    """Alertmanager posts to the Service, so a follower gets about half the webhooks: it forwards them to the
+    leader at the URL the leader advertised, which must be that pod's own address and reachable past the policy."""
+    from aiops.cli import build_parser
+    from aiops.settings import Settings, with_advertise_url
+
+    objects = render.kustomize(render.KUSTOMIZE / "overlays" / "act")
+    dep = one(objects, "Deployment", "aiops")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    port = container["ports"][0]["containerPort"]
+    # what the kubelet runs once it expanded $(POD_IP), parsed by the real CLI and applied to the settings
+    args = build_parser().parse_args([a.replace("$(POD_IP)", "10.1.2.3") for a in container["args"]])
+    assert args.command == "serve" and args.advertise_url == f"http://10.1.2.3:{port}"
+    assert with_advertise_url(Settings(), args.advertise_url).leader_election.advertise_url == args.advertise_url
+    spec = one(objects, "NetworkPolicy", "aiops")["spec"]
+    own = dep["spec"]["selector"]["matchLabels"]
+    assert any({"podSelector": {"matchLabels": own}} in rule["from"] and {"port": port, "protocol": "TCP"}
+               in rule["ports"] for rule in spec["ingress"])
+    assert any({"podSelector": {"matchLabels": own}} in rule.get("to", []) and {"port": port, "protocol": "TCP"}
+               in rule["ports"] for rule in spec["egress"])
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_configmaps_hold_a_valid_config_and_loadable_playbooks_and_rules(mode, tmp_path):
     objects = render.kustomize(render.KUSTOMIZE / "overlays" / mode)

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from aiops.clients.kube import KubeError, micro_time
-from aiops.serve.leader import FOLLOWER, LEADER, RENEW_FAILED, STOLEN, LeaseElector
+from aiops.serve.leader import FOLLOWER, LEADER, LEADER_URL_ANNOTATION, RENEW_FAILED, STOLEN, LeaseElector
 from tests.support.polling import wait_until
 
 LEASE = "aiops-leader"
@@ -185,6 +185,25 @@ def test_follower_takes_over_only_after_the_lease_duration_without_renewals(api,
     spec = api.get_lease(ns, LEASE)["spec"]
     assert spec["holderIdentity"] == "agent-b" and spec["leaseTransitions"] == 1
     assert a.is_leader is False  # a's own deadline passed without a renewal
+
+
+def test_the_leader_advertises_its_url_in_the_lease_for_followers_to_forward_to(api, ns):
+    clock = FakeClock()
+    a = elector(api, ns, "agent-a", clock, advertise_url="http://10.0.0.5:8080")
+    b = elector(api, ns, "agent-b", clock, advertise_url="http://10.0.0.6:8080")
+    assert a.step() is True and b.step() is False
+    lease = api.get_lease(ns, LEASE)
+    assert lease["metadata"]["annotations"][LEADER_URL_ANNOTATION] == "http://10.0.0.5:8080"
+    assert b.leader_url() == "http://10.0.0.5:8080" and b.status().holder_url == "http://10.0.0.5:8080"
+    assert a.leader_url() is None  # the leader forwards to nobody
+    clock.t += DURATION  # a stopped renewing: b no longer forwards to it, and takes over
+    assert b.leader_url() is None
+    assert b.step() is True
+    assert api.get_lease(ns, LEASE)["metadata"]["annotations"][LEADER_URL_ANNOTATION] == "http://10.0.0.6:8080"
+    assert a.step() is False and a.leader_url() == "http://10.0.0.6:8080"
+    assert b.release() is True  # a released Lease advertises nothing
+    assert LEADER_URL_ANNOTATION not in (api.get_lease(ns, LEASE)["metadata"].get("annotations") or {})
+    assert a.step() is True
 
 
 def test_renewals_keep_the_follower_out(api, ns):

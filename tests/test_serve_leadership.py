@@ -29,6 +29,7 @@ from aiops.serve.leadership import LeadershipGate
 from aiops.serve.metrics import AgentMetrics
 from aiops.settings import KubernetesSettings, LeaderElectionSettings, Settings, WebhookSettings
 from tests.support.polling import wait_until
+from tests.support.realstack import free_port
 from tests.test_agent_sim import alert_payload
 
 DURATION = 2
@@ -48,22 +49,24 @@ class RecordingPipeline:
                                decision=SimpleNamespace(reason="recorded"))
 
 
-def agent_settings(kube, tmp_path: Path, ns: str, identity: str) -> Settings:
+def agent_settings(kube, tmp_path: Path, ns: str, identity: str, port: int = 0) -> Settings:
+    """``port`` given: the agent listens there and advertises that URL in the Lease (followers forward to it)."""
     token_file = tmp_path / f"kube-token-{identity}"
     token_file.write_text(kube.token)
     return Settings(
-        webhook=WebhookSettings(listen="127.0.0.1:0"),
+        webhook=WebhookSettings(listen=f"127.0.0.1:{port}"),
         kubernetes=KubernetesSettings(host=kube.url, token_file=token_file, verify_ssl=False),
         state_dir=tmp_path / identity,
         leader_election=LeaderElectionSettings(enabled=True, namespace=ns, identity=identity,
                                                lease_duration_seconds=DURATION, renew_deadline_seconds=1.5,
-                                               retry_period_seconds=0.2))
+                                               retry_period_seconds=0.2,
+                                               advertise_url=f"http://127.0.0.1:{port}" if port else None))
 
 
-def make_agent(kube, tmp_path, ns, identity) -> tuple[Agent, RecordingPipeline, list[float]]:
+def make_agent(kube, tmp_path, ns, identity, port: int = 0) -> tuple[Agent, RecordingPipeline, list[float]]:
     """An agent whose pipeline records instead of diagnosing; ``on_elected`` calls are counted."""
     elected: list[float] = []
-    agent = Agent(build_parts(agent_settings(kube, tmp_path, ns, identity)),
+    agent = Agent(build_parts(agent_settings(kube, tmp_path, ns, identity, port)),
                   on_elected=lambda: elected.append(time.monotonic()))
     agent.runner = agent.parts.pipeline.runner  # the real runner, kept to check its client is fenced
     pipeline = RecordingPipeline()
@@ -128,6 +131,36 @@ def test_follower_holds_incidents_and_handles_them_after_taking_over(kube, ns, t
         assert len(b_elected) == 1  # the resume hook ran on taking over
         assert b.leadership.held == []
         assert metric(b, "aiops_leader") == 1 and metric(b, "aiops_leader_transitions_total") == 1
+    finally:
+        b.stop()
+        if not crashed:
+            a.stop()
+
+
+def test_behind_one_service_a_follower_forwards_webhooks_to_the_leader(kube, ns, tmp_path):
+    a, a_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-a", port=free_port())
+    b, b_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-b", port=free_port())
+    a.start()
+    crashed = False
+    try:
+        wait_until(lambda: a.leadership.is_leader, 15, "agent-a leads")
+        b.start()
+        wait_until(lambda: b.leadership.leader_url() == a.server.url, 10, "agent-b finds agent-a's URL in the Lease")
+        answer = post_alert(b, alert_payload("shop", "cart", time.time() - 60))
+        assert answer["forwarded_to"] == a.server.url
+        incident = answer["incidents"][0]
+        assert a.worker.drain(10) and b.worker.drain(10)
+        assert a_pipeline.handled == [incident]           # the leader acted on it at once ...
+        assert b_pipeline.handled == [] and b.leadership.held == []   # ... and the follower holds nothing
+        assert readyz(b)["leader_election"]["holder_url"] == a.server.url
+        assert metric(b, 'aiops_webhook_requests_total{outcome="forwarded"}') == 1
+
+        crash(a)  # the leader dies: the follower takes what it receives itself, then leads and handles it
+        crashed = True
+        later = post_alert(b, alert_payload("shop", "payments", time.time() - 60))
+        assert "forwarded_to" not in later
+        wait_until(lambda: b.leadership.is_leader, 3 * DURATION + 5, "agent-b takes over")
+        wait_until(lambda: b_pipeline.handled == later["incidents"], 10, "agent-b handles what it took")
     finally:
         b.stop()
         if not crashed:

@@ -30,7 +30,7 @@ class WallClock:
 class Agent:
     """A whole intake path: tracker -> receiver -> worker, behind a served webhook app."""
 
-    def __init__(self, token: str | None = TOKEN, checks=None) -> None:
+    def __init__(self, token: str | None = TOKEN, checks=None, leader_url=None, identity: str = "") -> None:
         self.handled: list[str] = []
         self._lock = threading.Lock()
         self.metrics = AgentMetrics()
@@ -38,7 +38,8 @@ class Agent:
         self.worker = IncidentWorker(self._handle, metrics=self.metrics).start()
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.readiness = Readiness(checks or {"prometheus": lambda: None}, timeout_seconds=0.5, cache_seconds=0)
-        app = build_app(self.receiver, self.metrics, self.readiness, token, MAX_BODY)
+        app = build_app(self.receiver, self.metrics, self.readiness, token, MAX_BODY, leader_url=leader_url,
+                        identity=identity, forward_timeout=2.0)
         self.server = AgentServer(app, "127.0.0.1", 0).start()
         self.url = self.server.url
 

@@ -104,3 +104,15 @@ def test_bad_journal_settings_name_the_key(tmp_path, section, reason):
     with pytest.raises(InputError) as err:
         load_settings(path)
     assert str(path) in str(err.value) and reason in str(err.value)
+
+
+def test_advertise_url_is_set_per_replica_and_a_bad_one_names_the_flag():
+    from aiops.settings import Settings, with_advertise_url
+
+    base = Settings(leader_election={"enabled": True, "identity": "agent-a"})
+    set_ = with_advertise_url(base, "http://10.0.0.5:8080")
+    assert set_.leader_election.advertise_url == "http://10.0.0.5:8080"
+    assert set_.leader_election.identity == "agent-a" and set_.leader_election.enabled  # the rest kept
+    assert base.leader_election.advertise_url is None
+    with pytest.raises(InputError, match=r"--advertise-url.*advertise_url.*http://"):
+        with_advertise_url(base, "10.0.0.5:8080")

@@ -163,7 +163,8 @@ def lease_elector(settings: Settings, kube: KubeClient) -> LeaseElector | None:
     if not le.enabled:
         return None
     return LeaseElector(kube, le.namespace, le.lease_name, le.identity, lease_duration=le.lease_duration_seconds,
-                        renew_deadline=le.renew_deadline_seconds, retry_period=le.retry_period_seconds)
+                        renew_deadline=le.renew_deadline_seconds, retry_period=le.retry_period_seconds,
+                        advertise_url=le.advertise_url)
 
 
 def fenced(kube: KubeClient, election: LeaseElector | None, metrics: AgentMetrics):
@@ -225,7 +226,9 @@ class Agent:
                 raise InputError("webhook.token_file", f"cannot read {settings.webhook.token_file}: {exc}") from None
             if not token:
                 raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
-        app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes)
+        app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes,
+                        leader_url=self.leadership.leader_url if parts.election is not None else None,
+                        identity=settings.leader_election.identity)
         if isinstance(parts.journal, (SqliteJournal, KubeJournal)):
             add_plan_routes(app, parts.journal, token, parts.clock, self._approved)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)

@@ -29,6 +29,8 @@ FOLLOWER = "follower"
 STOLEN = "stolen"
 RENEW_FAILED = "renew_failed"
 RELEASED = "released"
+# The leader's base URL, for followers to forward webhooks to: an annotation on the Lease, written with every renewal.
+LEADER_URL_ANNOTATION = "aiops.io/leader-url"
 
 
 class LeaseApi(Protocol):
@@ -52,14 +54,17 @@ class LeaseRecord:
     renew_time: str | None
     transitions: int
     resource_version: str
+    holder_url: str = ""
 
     @classmethod
     def from_lease(cls, lease: dict) -> "LeaseRecord":
         spec = lease.get("spec") or {}
+        meta = lease.get("metadata") or {}
         return cls(holder=spec.get("holderIdentity") or "", duration_seconds=int(spec.get("leaseDurationSeconds") or 0),
                    acquire_time=spec.get("acquireTime"), renew_time=spec.get("renewTime"),
                    transitions=int(spec.get("leaseTransitions") or 0),
-                   resource_version=(lease.get("metadata") or {}).get("resourceVersion", ""))
+                   resource_version=meta.get("resourceVersion", ""),
+                   holder_url=(meta.get("annotations") or {}).get(LEADER_URL_ANNOTATION, ""))
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,12 @@ class ElectionStatus:
     reason: str
     transitions: int
     error: str = ""
+    holder_url: str = ""
 
     def as_dict(self) -> dict:
         return {"state": self.state, "identity": self.identity, "holder": self.holder, "lease": self.lease,
-                "reason": self.reason, "transitions": self.transitions, "error": self.error}
+                "reason": self.reason, "transitions": self.transitions, "error": self.error,
+                "holder_url": self.holder_url}
 
 
 class LeaseElector:
@@ -86,14 +93,16 @@ class LeaseElector:
     ``on_started_leading()`` and ``on_stopped_leading(reason, detail)`` (settable attributes) run in the election
     thread right after the change; they must return quickly (start a thread for slow work), or renewals are delayed. ``clock`` is a
     monotonic clock (seconds) for all timing, ``wall`` the Unix time written into the Lease; both are injectable so
-    unit tests drive ``step()`` by hand.
+    unit tests drive ``step()`` by hand. ``advertise_url`` (this agent's base URL) is written into the Lease while
+    this agent holds it, so followers know where to forward webhooks.
     """
 
     def __init__(self, api: LeaseApi, namespace: str, name: str, identity: str, *, lease_duration: int = 15,
                  renew_deadline: float = 10.0, retry_period: float = 2.0,
                  on_started_leading: Callable[[], None] | None = None,
                  on_stopped_leading: Callable[[str, str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 advertise_url: str | None = None) -> None:
         if not identity:
             raise ValueError("identity must not be empty")
         if not lease_duration > renew_deadline > retry_period > 0:
@@ -107,6 +116,7 @@ class LeaseElector:
         self.on_started_leading = on_started_leading
         self.on_stopped_leading = on_stopped_leading
         self._clock, self._wall = clock, wall
+        self.advertise_url = advertise_url or ""
         self._lock = threading.Lock()
         self._leading = False
         self._renewed_at = float("-inf")
@@ -131,8 +141,22 @@ class LeaseElector:
         leading = self.is_leader
         with self._lock:
             holder = self._observed.holder if self._observed else ""
+            holder_url = self._observed.holder_url if self._observed and holder else ""
             return ElectionStatus(LEADER if leading else FOLLOWER, self.identity, holder,
-                                  f"{self.namespace}/{self.name}", self._reason, self._transitions, self._error)
+                                  f"{self.namespace}/{self.name}", self._reason, self._transitions, self._error,
+                                  holder_url)
+
+    def leader_url(self) -> str | None:
+        """The base URL the current leader advertises, while another agent holds an unexpired Lease; else None
+        (this agent leads, nobody leads, the leader advertises nothing, or its Lease went unrenewed too long)."""
+        now = self._clock()
+        with self._lock:
+            record, seen_at = self._observed, self._observed_at
+        if record is None or not record.holder or record.holder == self.identity or not record.holder_url:
+            return None
+        if now >= seen_at + max(record.duration_seconds, 1):
+            return None  # the same record for a whole lease duration: that leader is gone
+        return record.holder_url
 
     # --- running -------------------------------------------------------------------------------------------
     def start(self) -> "LeaseElector":
@@ -236,6 +260,8 @@ class LeaseElector:
         meta: dict = {"name": self.name, "namespace": self.namespace}
         if resource_version:
             meta["resourceVersion"] = resource_version
+        if holder == self.identity and self.advertise_url:
+            meta["annotations"] = {LEADER_URL_ANNOTATION: self.advertise_url}
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "acquireTime": acquire,
                          "renewTime": renew, "leaseTransitions": transitions}}

@@ -1,7 +1,8 @@
 """What leadership means for the agent: who may plan and act, what a follower keeps for later, and how it shows.
 
-With leader election off the agent always leads. With it on, a follower still receives webhooks and correlates them
-(its tracker stays current), but the incidents it would handle are held back, newest update per incident. On
+With leader election off the agent always leads. With it on, a follower forwards the webhooks it receives to the
+leader (``leader_url``); when it cannot, it correlates them itself and holds the incidents it would handle, newest
+update per incident. On
 becoming leader the agent first runs the ``on_elected`` hook (resuming unfinished executions from the journal),
 then hands the held incidents that are still open to the worker. ``aiops_leader`` and
 ``aiops_leader_transitions_total`` / ``aiops_leader_lost_total{reason}`` count it; ``/readyz`` shows the role and
@@ -53,6 +54,13 @@ class LeadershipGate:
             return ""
         status = self.elector.status()
         return status.reason or (f"{status.holder} leads" if status.holder else "no leader yet")
+
+    def leader_url(self) -> str | None:
+        """Where a follower forwards the webhooks it receives: the leader's advertised base URL, or None when this
+        agent leads or no reachable leader is known (then it holds what it receives)."""
+        if self.elector is None or self.is_leader:
+            return None
+        return self.elector.leader_url()
 
     def admit(self, incident: Incident) -> bool:
         """True when the incident may be handled now; otherwise it is held until this agent leads."""

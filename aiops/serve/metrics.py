@@ -21,6 +21,9 @@ class AgentMetrics:
         r = self.registry
         self.webhook_requests = Counter("aiops_webhook_requests", "Alertmanager webhook requests by outcome.",
                                         ["outcome"], registry=r)
+        self.webhook_forward_failures = Counter("aiops_webhook_forward_failures",
+                                                "Webhook requests a follower could not forward to the leader "
+                                                "(it took the alerts itself).", registry=r)
         self.alerts_received = Counter("aiops_alerts_received", "Alerts received by status (firing, resolved).",
                                        ["status"], registry=r)
         self.alerts_deduplicated = Counter("aiops_alerts_deduplicated",

@@ -2,16 +2,22 @@
 
 Every bad request gets a JSON answer naming what was wrong and the server keeps serving; the receiver only
 correlates and queues, so the webhook answers fast and the heavy diagnose/act work runs elsewhere.
+
+Behind one Service, Alertmanager reaches any replica. A follower forwards a valid request, unchanged, to the leader
+the Lease names (one hop: a forwarded request is never forwarded again) and answers with the leader's answer; when
+no leader is known or it cannot be reached, it takes the alerts itself (and holds what it cannot act on yet).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 from collections import Counter
 from typing import Any, Callable, Protocol
 
+import aiohttp
 from aiohttp import web
 
 from aiops.collect.alertmanager import parse_webhook
@@ -24,7 +30,11 @@ from aiops.serve.readiness import Readiness
 log = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/webhook/alertmanager"
+# Set on a request one replica forwards to the leader (its identity as the value): such a request is never
+# forwarded again, so two replicas that each think the other leads cannot bounce it between them.
+FORWARDED_HEADER = "X-Aiops-Forwarded-By"
 PayloadParser = Callable[[Any], "list[Alert]"]
+LeaderUrl = Callable[[], "str | None"]
 
 
 class AlertReceiver(Protocol):
@@ -34,12 +44,17 @@ class AlertReceiver(Protocol):
 
 
 def build_app(receiver: AlertReceiver, metrics: AgentMetrics, readiness: Readiness, token: str | None,
-              max_body_bytes: int, *, parse: PayloadParser = parse_webhook) -> web.Application:
+              max_body_bytes: int, *, parse: PayloadParser = parse_webhook, leader_url: LeaderUrl | None = None,
+              identity: str = "", forward_timeout: float = 5.0) -> web.Application:
     """The aiohttp application. ``token`` turns on bearer auth for the webhook; ``parse`` turns the JSON body
-    into alerts and raises ``InputError`` on a wrong shape."""
+    into alerts and raises ``InputError`` on a wrong shape. ``leader_url`` returns the leader's base URL while
+    this agent follows (None while it leads): requests are then forwarded there, as ``identity``."""
     # client_max_size makes aiohttp itself refuse bigger bodies, which also covers chunked uploads.
     app = web.Application(client_max_size=max_body_bytes)
-    handler = _WebhookHandler(receiver, metrics, token, max_body_bytes, parse)
+    forwarder = _LeaderForwarder(leader_url, identity, forward_timeout, metrics) if leader_url else None
+    handler = _WebhookHandler(receiver, metrics, token, max_body_bytes, parse, forwarder)
+    if forwarder is not None:
+        app.on_cleanup.append(forwarder.close)
     app.router.add_post(WEBHOOK_PATH, handler.handle)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz_handler(readiness))
@@ -58,21 +73,71 @@ class _Rejected(Exception):
         self.headers = headers or {}
 
 
+class _LeaderForwarder:
+    """Sends a follower's webhook requests on to the leader and returns the leader's answer (None when it cannot:
+    no leader known, a request that was already forwarded once, the leader unreachable or refusing)."""
+
+    def __init__(self, leader_url: LeaderUrl, identity: str, timeout: float, metrics: AgentMetrics) -> None:
+        self._leader_url = leader_url
+        self._identity = identity or "follower"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+
+    async def forward(self, request: web.Request, body: bytes) -> web.Response | None:
+        if request.headers.get(FORWARDED_HEADER):
+            return None
+        base = self._leader_url()
+        if not base:
+            return None
+        target = base.rstrip("/") + WEBHOOK_PATH
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json"),
+                   FORWARDED_HEADER: self._identity}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        try:
+            if self._session is None:
+                self._session = aiohttp.ClientSession(timeout=self._timeout)
+            async with self._session.post(target, data=body, headers=headers) as response:
+                answer = await response.read()
+                if response.status != 200:
+                    raise ValueError(f"HTTP {response.status}: {answer[:200].decode('utf-8', 'replace')}")
+                answer = json.loads(answer)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            self._metrics.webhook_forward_failures.inc()
+            log.warning("could not forward the webhook to the leader at %s (%s); taking the alerts here", target,
+                        exc or type(exc).__name__)
+            return None
+        body_out = answer if isinstance(answer, dict) else {"leader_answer": answer}
+        return web.json_response({**body_out, "forwarded_to": base})
+
+    async def close(self, app: web.Application | None = None) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class _WebhookHandler:
     def __init__(self, receiver: AlertReceiver, metrics: AgentMetrics, token: str | None, max_body_bytes: int,
-                 parse: PayloadParser) -> None:
+                 parse: PayloadParser, forwarder: _LeaderForwarder | None = None) -> None:
         self._receiver = receiver
         self._metrics = metrics
         self._token = token.encode() if token else None
         self._max_body = max_body_bytes
         self._parse = parse
+        self._forwarder = forwarder
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
             self._authorize(request)
             self._check_content_type(request)
-            payload = _decode(await self._read_body(request))
-            alerts = self._parse_alerts(payload)
+            body = await self._read_body(request)
+            alerts = self._parse_alerts(_decode(body))
+            # checked here first, so a bad request gets its precise answer from the replica it reached
+            forwarded = await self._forwarder.forward(request, body) if self._forwarder else None
+            if forwarded is not None:
+                self._metrics.webhook_requests.labels(outcome="forwarded").inc()
+                return forwarded
             updates = self._receive(alerts)
         except _Rejected as rejected:
             self._metrics.webhook_requests.labels(outcome=rejected.outcome).inc()
