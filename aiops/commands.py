@@ -67,7 +67,7 @@ def serve(args: argparse.Namespace) -> int:
     from aiops.serve.logging import configure_logging
 
     settings = load_settings(args.config)
-    if getattr(args, "advertise_url", None):
+    if args.advertise_url:
         settings = with_advertise_url(settings, args.advertise_url)
     configure_logging(settings.log_format)
     agent = Agent(build_parts(settings)).start()

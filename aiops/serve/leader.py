@@ -87,6 +87,12 @@ class ElectionStatus:
                 "holder_url": self.holder_url}
 
 
+def _expired(record: LeaseRecord, seen_at: float, now: float) -> bool:
+    """True once ``record`` was seen unchanged for its whole lease duration on this agent's own clock: its holder
+    stopped renewing."""
+    return now >= seen_at + max(record.duration_seconds, 1)
+
+
 class LeaseElector:
     """Competes for the Lease ``namespace/name`` as ``identity``.
 
@@ -154,9 +160,7 @@ class LeaseElector:
             record, seen_at = self._observed, self._observed_at
         if record is None or not record.holder or record.holder == self.identity or not record.holder_url:
             return None
-        if now >= seen_at + max(record.duration_seconds, 1):
-            return None  # the same record for a whole lease duration: that leader is gone
-        return record.holder_url
+        return None if _expired(record, seen_at, now) else record.holder_url
 
     # --- running -------------------------------------------------------------------------------------------
     def start(self) -> "LeaseElector":
@@ -240,7 +244,7 @@ class LeaseElector:
         record = LeaseRecord.from_lease(current)
         self._observe(record, now)
         mine = record.holder == self.identity
-        if record.holder and not mine and now < self._observed_at + max(record.duration_seconds, 1):
+        if record.holder and not mine and not _expired(record, self._observed_at, now):
             return False  # held by someone else and not expired
         acquire = record.acquire_time if mine and record.acquire_time else stamp
         transitions = record.transitions if mine else record.transitions + 1

@@ -2,9 +2,8 @@
 
 With leader election off the agent always leads. With it on, a follower forwards the webhooks it receives to the
 leader (``leader_url``); when it cannot, it correlates them itself and holds the incidents it would handle, newest
-update per incident. On
-becoming leader the agent first runs the ``on_elected`` hook (resuming unfinished executions from the journal),
-then hands the held incidents that are still open to the worker. ``aiops_leader`` and
+update per incident. On becoming leader the agent first runs the ``on_elected`` hook (resuming unfinished executions
+from the journal), then hands the held incidents that are still open to the worker. ``aiops_leader`` and
 ``aiops_leader_transitions_total`` / ``aiops_leader_lost_total{reason}`` count it; ``/readyz`` shows the role and
 why leadership was last lost.
 """
