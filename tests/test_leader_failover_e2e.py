@@ -44,7 +44,8 @@ HTTP_TIMEOUT = 5.0
 class ServeProcess:
     """``python -m aiops.cli serve --config FILE`` with its output in a log file."""
 
-    def __init__(self, kube, workdir: Path, namespace: str, identity: str, extra: dict | None = None) -> None:
+    def __init__(self, kube, workdir: Path, namespace: str, identity: str, extra: dict | None = None,
+                 advertise: bool = False) -> None:
         self.identity = identity
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -66,8 +67,10 @@ class ServeProcess:
         self.log = workdir / f"{identity}.log"
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with open(self.log, "wb") as out:
-            self.popen = subprocess.Popen([sys.executable, "-m", "aiops.cli", "serve", "--config", str(self.config)],
-                                          cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            argv = [sys.executable, "-m", "aiops.cli", "serve", "--config", str(self.config)]
+            if advertise:  # as deploy/ runs it: each replica's own URL on the command line
+                argv += ["--advertise-url", self.url]
+            self.popen = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL)
 
     def election(self) -> dict:
@@ -138,6 +141,30 @@ def test_killing_the_leader_process_hands_over_to_the_follower(kube_real, tmp_pa
     finally:
         stop_all(a, b)
         api.close()
+        kube_real.delete_namespace(namespace)
+
+
+def test_an_alert_posted_to_the_follower_process_reaches_the_leader(kube_real, tmp_path):
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    kube_real.create_namespace(namespace)
+    a = ServeProcess(kube_real, tmp_path, namespace, "serve-a", advertise=True)
+    b = None
+    try:
+        wait_until(lambda: a.election()["state"] == "leader", 60, "serve-a leads")
+        b = ServeProcess(kube_real, tmp_path, namespace, "serve-b", advertise=True)
+        wait_until(lambda: b.election()["holder_url"] == a.url, 60, "serve-b reads serve-a's URL from the Lease")
+        response = requests.post(f"{b.url}/webhook/alertmanager", json=alert_payload("shop", "cart", time.time() - 60),
+                                 timeout=HTTP_TIMEOUT)
+        assert response.status_code == 200, response.text
+        assert response.json()["forwarded_to"] == a.url and len(response.json()["incidents"]) == 1
+        assert b.election()["held_incidents"] == 0
+        metrics = requests.get(f"{a.url}/metrics", timeout=HTTP_TIMEOUT).text
+        assert 'aiops_webhook_requests_total{outcome="accepted"} 1.0' in metrics
+    except BaseException:
+        show_logs(a, b)
+        raise
+    finally:
+        stop_all(a, b)
         kube_real.delete_namespace(namespace)
 
 
