@@ -160,11 +160,12 @@ def test_novelty_channels_notice_a_new_level_soon_after_a_big_spike():
     values[700] += 40.0
     values[900:] += 8.0
     with_novelty = StreamingDetector().score_series(_ts(N), values)
-    shape_only = StreamingDetector(novelty=False).score_series(_ts(N), values)
+    shape_only_detector = StreamingDetector(novelty=False, volatility=False)
+    shape_only = shape_only_detector.score_series(_ts(N), values)
     assert with_novelty[700] > 0.5 and shape_only[700] > 0.5
     assert with_novelty[895:960].max() > 0.5
     assert shape_only[895:960].max() < 0.5
-    assert len(StreamingDetector(novelty=False).novelty_models_) == 0
+    assert len(shape_only_detector.novelty_models_) == 0 and shape_only_detector.config.channels == ("shape",)
 
 
 def test_a_bigger_event_right_after_an_alarm_escalates_through_suppression():
@@ -178,7 +179,40 @@ def test_a_bigger_event_right_after_an_alarm_escalates_through_suppression():
     assert quiet[1001:1000 + 75].max() == 0.0
 
 
+def test_volatility_channel_notices_a_noisy_series_going_flat_at_a_level_it_has_seen():
+    """Flat at its own mean: no new value, no new shape of six points, no new slow shape; only the range of the
+    last 24 points has never been that small."""
+    values = np.concatenate([np.random.default_rng(3).normal(0.0, 1.0, 3000), np.zeros(300)])
+    with_volatility = StreamingDetector().score_series(_ts(3300), values)
+    without = StreamingDetector(volatility=False).score_series(_ts(3300), values)
+    assert with_volatility[3000:3048].max() > 0.5
+    assert without[3000:].max() < 0.5
+    assert StreamingDetector().config.channels == ("shape", "level", "trend", "volatility")
+
+
+def _fed(detector: StreamingDetector, n: int = 5) -> StreamingDetector:
+    """Every channel's memory holds a largest raw score of 1.0 (the quiet spell this starts is over by point
+    1000)."""
+    for i in range(n):
+        detector._post(i, [1.0] * len(detector.config.channels))
+    return detector
+
+
+def test_a_shape_record_nothing_else_supports_must_beat_its_bar_by_a_margin():
+    # a shape raw 1.2 x its recent record, every other channel quiet: discounted to 0.96 x, no alarm
+    assert _fed(StreamingDetector())._post(1000, [1.2, 0.0, 0.0, 0.0]) == pytest.approx(0.96 / 1.96)
+    # one other channel at a quarter of its record (shape_support): the record counts in full
+    assert _fed(StreamingDetector())._post(1000, [1.2, 0.0, 0.25, 0.0]) == pytest.approx(1.2 / 2.2)
+    # half way: the discount is linear in the support
+    assert _fed(StreamingDetector())._post(1000, [1.2, 0.0, 0.0, 0.125]) == pytest.approx(1.08 / 2.08)
+    # no discount configured: the bare record alarms
+    assert _fed(StreamingDetector(shape_discount=1.0))._post(1000, [1.2, 0.0, 0.0, 0.0]) == pytest.approx(1.2 / 2.2)
+    # a shape-only detector has nothing to ask for support
+    assert _fed(StreamingDetector(novelty=False, volatility=False))._post(1000, [1.2]) == pytest.approx(1.2 / 2.2)
+
+
 def test_negative_suppression_knobs_are_refused():
-    for bad in ({"suppress": -1}, {"escalation": -0.1}, {"novelty_block": 0}):
+    for bad in ({"suppress": -1}, {"escalation": -0.1}, {"novelty_block": 0}, {"volatility_window": 1},
+                {"shape_discount": 0.0}, {"shape_discount": 1.5}, {"shape_support": 0.0}):
         with pytest.raises(InputError):
             StreamingDetector(**bad)

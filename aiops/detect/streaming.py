@@ -13,13 +13,17 @@ Pipeline for each new point ``x_t`` (everything uses only points up to ``t``):
      selectable);
    * *level* (when ``novelty`` is on): the current scaled value alone in a KNN: a value the series never took;
    * *trend* (when ``novelty`` is on): the means of ``novelty_blocks`` blocks of ``novelty_block`` points in a
-     KNN: a slow shape the short window cannot see.
+     KNN: a slow shape the short window cannot see;
+   * *volatility* (when ``volatility`` is on): the log of the range (max - min) of the last ``volatility_window``
+     scaled values in a KNN: a series turning jumpy, or quiet, at a level it has seen.
 3. **Relative novelty**: each channel's raw score divided by the largest raw score of that channel in the past:
    over the previous ``recent`` points for the shape channel (local surprise), over the whole kept ``history`` for
-   the level and trend channels (only never-seen-before counts, so they add few false alarms). The combined ratio
-   is the largest of the three, mapped to ``x / (1 + x)``: 0.5 means "as unusual as the most unusual thing in that
-   channel's memory", above 0.5 "a new record". Noisy series raise their own bar, so one global threshold serves
-   series of very different character.
+   the other channels (only never-seen-before counts, so they add few false alarms). A shape record that nothing
+   else supports is weaker evidence (most chance records of a long stream are of that kind): the shape ratio is
+   multiplied by ``shape_discount`` when every other channel's ratio is 0, rising linearly to 1 once one of them
+   reaches ``shape_support``. The combined ratio is the largest of the channels', mapped to ``x / (1 + x)``: 0.5
+   means "as unusual as the most unusual thing in that channel's memory", above 0.5 "a new record". Noisy series
+   raise their own bar, so one global threshold serves series of very different character.
 4. **Suppression**: after a score reaches ``alarm_level`` (0.5: a new record) the next ``suppress`` points score 0,
    so one event is one alarm, unless a point beats the alarm's score by more than ``escalation`` (a bigger event
    right behind a small one still alarms, and re-arms the quiet spell). The first ``warmup`` points score 0 while
@@ -61,6 +65,10 @@ class StreamingConfig:
     novelty: bool = True
     novelty_block: int = 8
     novelty_blocks: int = 6
+    volatility: bool = True
+    volatility_window: int = 24
+    shape_discount: float = 0.8
+    shape_support: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +77,12 @@ class StreamingConfig:
         for name in ("window", "n_neighbors", "history", "refit_every", "recent", "novelty_block", "novelty_blocks"):
             if getattr(self, name) < 1:
                 raise InputError(f"streaming.{name}", f"must be >= 1, got {getattr(self, name)}")
+        if self.volatility_window < 2:
+            raise InputError("streaming.volatility_window", f"must be >= 2, got {self.volatility_window}")
+        if not 0.0 < self.shape_discount <= 1.0:
+            raise InputError("streaming.shape_discount", f"must be in (0, 1], got {self.shape_discount}")
+        if self.shape_support <= 0:
+            raise InputError("streaming.shape_support", f"must be > 0, got {self.shape_support}")
         if self.warmup < self.span + 2:
             raise InputError("streaming.warmup", f"must be >= feature span + 2 = {self.span + 2}, got {self.warmup}")
         if not 0.0 <= self.scale_quantile < 0.5:
@@ -76,6 +90,11 @@ class StreamingConfig:
         if self.suppress < 0 or self.escalation < 0:
             raise InputError("streaming.suppress", f"suppress and escalation must be >= 0, got "
                                                    f"{self.suppress} and {self.escalation}")
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """The channels' names, in the order of their raw scores."""
+        return ("shape",) + ("level", "trend") * self.novelty + ("volatility",) * self.volatility
 
     @property
     def shape_span(self) -> int:
@@ -86,7 +105,7 @@ class StreamingConfig:
     def span(self) -> int:
         """How many points the longest feature row looks back over (the current point included)."""
         trend = self.novelty_block * self.novelty_blocks if self.novelty else 1
-        return max(self.shape_span, trend)
+        return max(self.shape_span, trend, self.volatility_window if self.volatility else 1)
 
 
 def _make_inner(cfg: StreamingConfig, n_train: int, detector: str | None = None):
@@ -141,8 +160,8 @@ class StreamingDetector:
 
     ``StreamingDetector(**config).score_series(timestamps, values)`` scores a whole array;
     ``update(value, ts)`` scores one new point. ``inner_`` is the current shape-channel PyOD model (``fit``,
-    ``decision_function``, ``threshold_``); ``novelty_models_`` the level and trend channels' models (empty with
-    ``novelty=False``); ``last_raw_`` the shape channel's raw score of the last point.
+    ``decision_function``, ``threshold_``); ``novelty_models_`` the other channels' models (level and trend with
+    ``novelty``, then volatility with ``volatility``); ``last_raw_`` the shape channel's raw score of the last point.
     """
 
     def __init__(self, **config) -> None:
@@ -157,9 +176,7 @@ class StreamingDetector:
         self._n = 0                        # points seen
         self._values: list[float] = []     # the most recent values (enough for the next fit)
         # each channel's raw scores since warm-up, remembered as a running max over that channel's memory
-        self._memory = [_RunningMax(cfg.recent)]
-        if cfg.novelty:
-            self._memory += [_RunningMax(cfg.history), _RunningMax(cfg.history)]
+        self._memory = [_RunningMax(cfg.recent if name == "shape" else cfg.history) for name in cfg.channels]
         self._scale = (0.0, 1.0)
         self._raw_floor = 0.0
         self._quiet_until = -1
@@ -223,18 +240,22 @@ class StreamingDetector:
             del self._values[:-keep]
 
     def _channel_features(self, vals: np.ndarray, n_rows: int) -> list[np.ndarray]:
-        """Feature rows of the last ``n_rows`` points of ``vals`` for each channel (shape, then level and trend)."""
+        """Feature rows of the last ``n_rows`` points of ``vals`` for each channel (shape, then level and trend,
+        then volatility)."""
         cfg = self.config
         lo, scale = self._scale
         z = (vals - lo) / scale
         shape = np.lib.stride_tricks.sliding_window_view(z, cfg.window)[-n_rows:]
         if cfg.coarse_block > 0:
             shape = np.column_stack([shape] + _block_means(z, cfg.coarse_block, cfg.coarse_count, n_rows))
-        if not cfg.novelty:
-            return [shape]
-        level = z[-n_rows:, None]
-        trend = np.column_stack(_block_means(z, cfg.novelty_block, cfg.novelty_blocks, n_rows))
-        return [shape, level, trend]
+        channels = [shape]
+        if cfg.novelty:
+            channels.append(z[-n_rows:, None])
+            channels.append(np.column_stack(_block_means(z, cfg.novelty_block, cfg.novelty_blocks, n_rows)))
+        if cfg.volatility:
+            spread = np.ptp(np.lib.stride_tricks.sliding_window_view(z, cfg.volatility_window)[-n_rows:], axis=1)
+            channels.append(np.log(spread + 1e-3)[:, None])  # a log, so going quiet is as far as turning jumpy
+        return channels
 
     def _refit(self) -> None:
         """Fit every channel's model on the feature rows of the last ``history`` points."""
@@ -261,12 +282,15 @@ class StreamingDetector:
         largest of them, with suppression."""
         cfg = self.config
         self.last_raw_ = raws[0]
-        x = 0.0
+        ratios = []
         for raw, memory in zip(raws, self._memory):
             past = memory.max()
             memory.push(raw)
-            if past is not None:
-                x = max(x, raw / max(past, 1e-9))
+            ratios.append(raw / max(past, 1e-9) if past is not None else 0.0)
+        if len(ratios) > 1:
+            support = min(max(ratios[1:]) / cfg.shape_support, 1.0)
+            ratios[0] *= cfg.shape_discount + (1.0 - cfg.shape_discount) * support
+        x = max(ratios)
         score = x / (1.0 + x) if x > 0 else 0.0
         if i <= self._quiet_until:
             if score <= self._quiet_level + cfg.escalation:

@@ -97,10 +97,10 @@ class LeaseElector:
     """Competes for the Lease ``namespace/name`` as ``identity``.
 
     ``on_started_leading()`` and ``on_stopped_leading(reason, detail)`` (settable attributes) run in the election
-    thread right after the change; they must return quickly (start a thread for slow work), or renewals are delayed. ``clock`` is a
-    monotonic clock (seconds) for all timing, ``wall`` the Unix time written into the Lease; both are injectable so
-    unit tests drive ``step()`` by hand. ``advertise_url`` (this agent's base URL) is written into the Lease while
-    this agent holds it, so followers know where to forward webhooks.
+    thread right after the change; they must return quickly (start a thread for slow work), or renewals are
+    delayed. ``clock`` is a monotonic clock (seconds) for all timing, ``wall`` the Unix time written into the Lease;
+    both are injectable so unit tests drive ``step()`` by hand. ``advertise_url`` (this agent's base URL) is
+    written into the Lease while this agent holds it, so followers know where to forward webhooks.
     """
 
     def __init__(self, api: LeaseApi, namespace: str, name: str, identity: str, *, lease_duration: int = 15,
