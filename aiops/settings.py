@@ -16,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aiops.domain.errors import InputError
+from aiops.domain.signals import ALL_SIGNALS
 from aiops.domain.plans import Mode
 
 # The stock playbooks, rules and models folders that ship beside the package (repo root in a checkout).
@@ -90,6 +91,33 @@ class AlertmanagerSettings(_Section):
     silence_max_seconds: float = Field(default=1800.0, gt=0)
 
 
+class StreamingLoopSettings(_Section):
+    """The streaming detector (the one benchmarked on NAB) on the loop's series, kept between cycles.
+
+    One detector per workload and signal in ``signals``; a score at or above ``threshold`` (0.5 = as unusual as
+    the series' own record, 0.55 = the record beaten by 22 %) is an anomaly, which opens an incident on its own
+    from ``open_threshold`` (0.8 = four times the record) and otherwise adds evidence to a workload another detector
+    or an alert flagged. The first ``settle`` samples of a series only teach its detector. ``history`` samples are
+    remembered per series (1,000 at a 15 s step: about 4 hours; ~250 kB each); at most ``max_series`` are watched.
+    """
+
+    enabled: bool = True
+    signals: tuple[str, ...] = ("latency_p99", "error_ratio")
+    threshold: float = Field(default=0.55, gt=0, lt=1)
+    open_threshold: float = Field(default=0.8, gt=0, le=1)
+    settle: int = Field(default=300, ge=0)
+    history: int = Field(default=1000, ge=200)
+    max_series: int = Field(default=2000, ge=1)
+
+    @field_validator("signals")
+    @classmethod
+    def _known_signals(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(ALL_SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}; known: {list(ALL_SIGNALS)}")
+        return value
+
+
 class LoopSettings(_Section):
     """The scheduled collect/detect loop."""
 
@@ -99,6 +127,7 @@ class LoopSettings(_Section):
     baseline_seconds: float = Field(default=3600.0, gt=0)
     recent_seconds: float = Field(default=600.0, gt=0)
     step_seconds: float = Field(default=15.0, gt=0)
+    streaming: StreamingLoopSettings = Field(default_factory=StreamingLoopSettings)
 
 
 class PolicySettings(_Section):

@@ -18,6 +18,7 @@ from aiops.collect.prometheus import PrometheusCollector
 from aiops.correlate.incidents import IncidentTracker
 from aiops.detect.lifecycle import ModelLifecycle
 from aiops.detect.store import ModelStore
+from aiops.detect.streaming_bank import StreamingBank
 from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.glm import GlmAnalyzer
@@ -206,6 +207,11 @@ class Agent:
         self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics,
                                          on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
+        watch = settings.loop.streaming
+        # Kept between cycles (only the loop feeds it, from its own thread): what makes it a streaming detector.
+        self.streaming = StreamingBank(watch.signals, watch.threshold, {"history": watch.history}, watch.max_series,
+                                       settle=watch.settle, open_threshold=watch.open_threshold) \
+            if watch.enabled else None
         self.results: list[PipelineResult] = []
         # Every journal write goes through the guard: a failed write stops the plan, shows on /readyz and metrics.
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
@@ -287,14 +293,26 @@ class Agent:
             return
         pipeline = self.parts.pipeline
         drift: dict = {}
+        skipped = 0
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
             anomalies, namespace_drift = pipeline.detect_and_drift(observations)
+            if self.streaming is not None:
+                found = self.streaming.update(observations.signals)
+                skipped += self.streaming.skipped
+                flagged = [a.target for a in anomalies] + [i.target for i in self.tracker.open_incidents()]
+                anomalies += self.streaming.corroborated(found, flagged)
             drift.update(namespace_drift)
             if anomalies:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
         count_drift(self.metrics, drift)
+        if self.streaming is not None:
+            self.metrics.streaming_series.set(len(self.streaming))
+            self.metrics.streaming_skipped.set(skipped)
+            if skipped:
+                log.warning("streaming detector full: %d series not watched (loop.streaming.max_series = %d)",
+                            skipped, self.streaming.max_series)
         self.retry_deferred()
 
     def retry_deferred(self, force: bool = False) -> int:

@@ -24,6 +24,11 @@ class AgentMetrics:
         self.webhook_forward_failures = Counter("aiops_webhook_forward_failures",
                                                 "Webhook requests a follower could not forward to the leader "
                                                 "(it took the alerts itself).", registry=r)
+        self.streaming_series = Gauge("aiops_streaming_series",
+                                      "Series the streaming detector keeps a model of (loop.streaming).", registry=r)
+        self.streaming_skipped = Gauge("aiops_streaming_skipped",
+                                       "Series of watched signals left unwatched in the last cycle: "
+                                       "loop.streaming.max_series reached.", registry=r)
         self.alerts_received = Counter("aiops_alerts_received", "Alerts received by status (firing, resolved).",
                                        ["status"], registry=r)
         self.alerts_deduplicated = Counter("aiops_alerts_deduplicated",
