@@ -16,8 +16,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aiops.domain.errors import InputError
-from aiops.domain.signals import ALL_SIGNALS
 from aiops.domain.plans import Mode
+from aiops.domain.signals import ALL_SIGNALS
 
 # The stock playbooks, rules and models folders that ship beside the package (repo root in a checkout).
 STOCK_ROOT = Path(__file__).resolve().parent.parent
@@ -117,6 +117,12 @@ class StreamingLoopSettings(_Section):
         if unknown:
             raise ValueError(f"unknown signal(s) {unknown}; known: {list(ALL_SIGNALS)}")
         return value
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> "StreamingLoopSettings":
+        if self.open_threshold < self.threshold:
+            raise ValueError(f"open_threshold ({self.open_threshold}) must be >= threshold ({self.threshold})")
+        return self
 
 
 class LoopSettings(_Section):

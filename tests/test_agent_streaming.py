@@ -3,6 +3,8 @@ simulator, its findings opening incidents only when strong, otherwise joining wh
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiops.domain.incident import Anomaly
 from aiops.domain.target import Target
 from aiops.remediate.journal import MemoryJournal
@@ -64,6 +66,12 @@ def test_weak_findings_join_flagged_workloads_and_strong_ones_open_incidents(sim
         opened = {i.target.name: i for i in agent.tracker.open_incidents()}
         assert set(opened) == {"frontend", "catalog"}  # payments' weak finding had nothing to join
         assert {a.detector for a in opened["frontend"].anomalies} == {"lof", "streaming"}
+        # an incident already open (here: from an alert) is something to join too
+        agent.tracker.add_anomalies([replace(other, target=Target.deployment("shop", "payments"))])
+        agent.parts.pipeline.detect_and_drift = lambda observations: ([], {})
+        agent.run_cycle()
+        payments = next(i for i in agent.tracker.open_incidents() if i.target.name == "payments")
+        assert {a.detector for a in payments.anomalies} == {"lof", "streaming"}
     finally:
         agent.readiness.close()
 

@@ -116,3 +116,11 @@ def test_advertise_url_is_set_per_replica_and_a_bad_one_names_the_flag():
     assert base.leader_election.advertise_url is None
     with pytest.raises(InputError, match=r"--advertise-url.*advertise_url.*http://"):
         with_advertise_url(base, "10.0.0.5:8080")
+
+
+def test_streaming_loop_settings_name_the_bad_field():
+    with pytest.raises(InputError, match=r"loop.streaming.signals.*unknown signal.*latency"):
+        parse_settings({"loop": {"streaming": {"signals": ["latency"]}}})
+    with pytest.raises(InputError, match=r"open_threshold \(0.5\) must be >= threshold \(0.55\)"):
+        parse_settings({"loop": {"streaming": {"open_threshold": 0.5}}})
+    assert parse_settings({"loop": {"streaming": {"enabled": False}}}).loop.streaming.enabled is False

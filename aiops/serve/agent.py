@@ -294,14 +294,14 @@ class Agent:
         pipeline = self.parts.pipeline
         drift: dict = {}
         skipped = 0
+        already_open = [i.target for i in self.tracker.open_incidents()] if self.streaming is not None else []
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
             anomalies, namespace_drift = pipeline.detect_and_drift(observations)
             if self.streaming is not None:
                 found = self.streaming.update(observations.signals)
                 skipped += self.streaming.skipped
-                flagged = [a.target for a in anomalies] + [i.target for i in self.tracker.open_incidents()]
-                anomalies += self.streaming.corroborated(found, flagged)
+                anomalies += self.streaming.corroborated(found, [a.target for a in anomalies] + already_open)
             drift.update(namespace_drift)
             if anomalies:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
