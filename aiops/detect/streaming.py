@@ -5,7 +5,7 @@ Pipeline for each new point ``x_t`` (everything uses only points up to ``t``):
 
 1. **Scaling**: values are scaled by the inner-quantile range of the training history, so the models see shapes in
    units of "what this series usually spans" and one old spike does not shrink every later change.
-2. **Three PyOD channels**, each fitted on the feature rows of the last ``history`` points and refitted every
+2. **Up to four PyOD channels**, each fitted on the feature rows of the last ``history`` points and refitted every
    ``refit_every`` points (a point is scored by the models fitted *before* it):
 
    * *shape*: the last ``window`` scaled values (optionally plus the means of ``coarse_count`` blocks of
