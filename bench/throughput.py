@@ -152,7 +152,7 @@ def measure_workloads(workloads: int, pods: int, sample: int) -> dict:
     # The streaming detector kept between cycles: the first cycle feeds each watched series its whole window, a
     # later one only the samples since (a 60 s loop at a 15 s step: 4)
     watch = StreamingLoopSettings()
-    bank = StreamingBank(watch.signals, watch.threshold, {"history": watch.history}, watch.max_series)
+    bank = StreamingBank.from_settings(watch)
     t0 = time.perf_counter()
     bank.update(part)
     t_stream_first = time.perf_counter() - t0

@@ -85,17 +85,28 @@ def test_only_the_watched_signals_of_workloads_are_fed():
 
 
 def test_the_bank_is_bounded_and_streams_that_stop_arriving_make_room():
-    bank = StreamingBank(["latency_p99"], max_series=2, forget_after=3)
-    values = 0.2 + 0.01 * np.random.default_rng(1).normal(size=20)
+    bank = StreamingBank(["latency_p99"], max_series=2, forget_after=500)
+    values = 0.2 + 0.01 * np.random.default_rng(1).normal(size=20)  # 300 s of samples per update
     bank.update([series(values, workload=w) for w in ("a", "b", "c")])
     assert len(bank) == 2 and bank.skipped == 1  # "c" waits: "a" and "b" keep what they learned
     assert set(bank._streams) == {("shop", "a", "latency_p99"), ("shop", "b", "latency_p99")}
-    for cycle in range(3):  # only "a" and "c" keep arriving
+    for cycle in range(2):  # only "a" and "c" keep arriving: "b" falls 600 s behind
         bank.update([series(values, t0=STEP * 20 * (cycle + 1), workload=w) for w in ("a", "c")])
-    # "b" went unfed for 3 cycles and was forgotten, so "c" gets its room
-    assert set(bank._streams) == {("shop", "a", "latency_p99")}
-    bank.update([series(values, t0=STEP * 80, workload=w) for w in ("a", "c")])
+    assert set(bank._streams) == {("shop", "a", "latency_p99")}  # "b" forgotten, so "c" gets its room next
+    bank.update([series(values, t0=STEP * 60, workload=w) for w in ("a", "c")])
     assert set(bank._streams) == {("shop", "a", "latency_p99"), ("shop", "c", "latency_p99")} and bank.skipped == 0
+
+
+def test_many_namespaces_fed_one_after_another_do_not_forget_each_other():
+    """The loop feeds the bank once per namespace: streams of one must outlive any number of the others' updates."""
+    bank = StreamingBank(["latency_p99"], forget_after=600)
+    values = 0.2 + 0.01 * np.random.default_rng(2).normal(size=20)
+    for cycle in range(3):
+        for namespace in [f"ns{i}" for i in range(30)]:
+            s = series(values, t0=STEP * 20 * cycle)
+            bank.update([Series(s.name, {**s.labels, "namespace": namespace}, s.timestamps, s.values)])
+    assert len(bank) == 30
+    assert all(stream.seen == 60 for stream in bank._streams.values())
 
 
 def test_a_bad_detector_configuration_is_refused_before_any_sample():

@@ -3,7 +3,8 @@ signal), kept between scheduled cycles and fed each cycle only the samples it ha
 
 The window detectors refit on every cycle's baseline, so a slow change that fills the baseline stops looking
 unusual; a streaming detector remembers what the series did over its whole ``history`` and scores each sample once,
-from the past only. A stream that stops arriving is forgotten after ``forget_after`` cycles, and at most
+from the past only. A stream with no new sample for ``forget_after`` seconds (against the newest sample the bank
+was fed, from any namespace) is forgotten, and at most
 ``max_series`` streams are kept, so memory stays bounded: past that, new series wait for room (``skipped`` counts
 them) rather than push out streams that have learned something.
 
@@ -33,7 +34,6 @@ StreamKey = tuple[str, str, str]  # (namespace, workload, signal)
 class _Stream:
     detector: StreamingDetector
     last_ts: float = float("-inf")
-    last_cycle: int = 0
     seen: int = 0
 
 
@@ -47,7 +47,7 @@ class StreamingBank:
     name = "streaming"
 
     def __init__(self, signals: Sequence[str], threshold: float = 0.55, detector_config: dict | None = None,
-                 max_series: int = 2000, forget_after: int = 10, settle: int = 300,
+                 max_series: int = 2000, forget_after: float = 3600.0, settle: int = 300,
                  open_threshold: float = 0.8) -> None:
         self.signals = frozenset(signals)
         self.threshold = threshold
@@ -58,16 +58,22 @@ class StreamingBank:
         self.max_series = max_series
         self.forget_after = forget_after
         self._streams: dict[StreamKey, _Stream] = {}
-        self._cycle = 0
-        self.skipped = 0  # series not watched in the last cycle for want of room
+        self._newest = float("-inf")  # the newest sample fed, any stream
+        self.skipped = 0  # series of the last ``update`` not watched for want of room
+
+    @classmethod
+    def from_settings(cls, watch) -> "StreamingBank":
+        """The bank ``loop.streaming`` (``StreamingLoopSettings``) describes."""
+        return cls(watch.signals, watch.threshold, {"history": watch.history}, watch.max_series,
+                   settle=watch.settle, open_threshold=watch.open_threshold)
 
     def __len__(self) -> int:
         return len(self._streams)
 
     def update(self, signals: Sequence[Series]) -> list[Anomaly]:
         """Feed every watched series its samples newer than the last one fed; one finding per series whose new
-        samples scored at or above ``threshold`` (the highest score, from the first such sample)."""
-        self._cycle += 1
+        samples scored at or above ``threshold`` (the highest score, from the first such sample). The loop calls
+        it once per namespace and cycle."""
         self.skipped = 0
         found = []
         for series in signals:
@@ -83,6 +89,7 @@ class StreamingBank:
                 continue
             times, scores = series.timestamps[new], stream.detector.score_series(None, series.values[new])
             stream.last_ts = float(times[-1])
+            self._newest = max(self._newest, stream.last_ts)
             settled = np.arange(stream.seen, stream.seen + len(scores)) >= self.settle
             stream.seen += len(scores)
             hits = np.flatnonzero((scores >= self.threshold) & settled)
@@ -104,11 +111,10 @@ class StreamingBank:
             if len(self._streams) >= self.max_series:
                 return None
             stream = self._streams[key] = _Stream(StreamingDetector(**self.detector_config))
-        stream.last_cycle = self._cycle
         return stream
 
     def _forget(self) -> None:
-        stale = [key for key, s in self._streams.items() if self._cycle - s.last_cycle >= self.forget_after]
+        stale = [key for key, s in self._streams.items() if s.last_ts < self._newest - self.forget_after]
         for key in stale:
             del self._streams[key]
 

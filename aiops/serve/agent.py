@@ -207,11 +207,9 @@ class Agent:
         self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics,
                                          on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
-        watch = settings.loop.streaming
         # Kept between cycles (only the loop feeds it, from its own thread): what makes it a streaming detector.
-        self.streaming = StreamingBank(watch.signals, watch.threshold, {"history": watch.history}, watch.max_series,
-                                       settle=watch.settle, open_threshold=watch.open_threshold) \
-            if watch.enabled else None
+        self.streaming = StreamingBank.from_settings(settings.loop.streaming) \
+            if settings.loop.streaming.enabled else None
         self.results: list[PipelineResult] = []
         # Every journal write goes through the guard: a failed write stops the plan, shows on /readyz and metrics.
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
