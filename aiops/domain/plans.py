@@ -29,6 +29,10 @@ class ExecutionState(str, enum.Enum):
     SKIPPED = "skipped"
     # A temporary mitigation (degrade, isolate) undone again after the service stayed healthy: the original routing.
     RESTORED = "restored"
+    # The undo (or restore) was not done because the object is no longer as the plan left it (a person or another
+    # controller changed it since), or because a person took control (kill switch, dry-run, out of scope): the
+    # agent never overrules them. A person is told; the change, if any, stays as they left it.
+    SUPERSEDED = "superseded"
 
     @property
     def final(self) -> bool:

@@ -45,6 +45,11 @@ TRANSITIONS += [
     {"trigger": "restore", "source": "succeeded", "dest": "restored"},
     {"trigger": "error", "source": "restored", "dest": "failed"},
 ]
+# An undo or restore that would overrule a person (the object changed since the plan wrote it, or a person took
+# control through the kill switch, the mode or the scope) is not done: the plan ends ``superseded``.
+TRANSITIONS += [
+    {"trigger": "supersede", "source": ["verifying", "rolled_back", "succeeded", "restored"], "dest": "superseded"},
+]
 
 
 class PlanExecution:

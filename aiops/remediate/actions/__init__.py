@@ -1,6 +1,6 @@
 """The actions a playbook can run, by the playbook's ``action`` kind (see ``ACTIONS``)."""
 
-from aiops.remediate.actions.base import PLAN_ANNOTATION, ActionError, KubeApi
+from aiops.remediate.actions.base import PLAN_ANNOTATION, ActionError, KubeApi, Superseded
 from aiops.remediate.actions.degrade import DegradeAction
 from aiops.remediate.actions.escalate import EscalateAction
 from aiops.remediate.actions.isolate import IsolateAction
@@ -25,4 +25,4 @@ ACTIONS: dict[str, type] = {
 
 __all__ = ["ACTIONS", "PLAN_ANNOTATION", "ActionError", "DegradeAction", "EscalateAction", "IsolateAction",
            "KubeApi", "RestartAction", "RetrainAction", "RollbackAction", "ScaleAction", "ShiftTrafficAction",
-           "scaled_replicas"]
+           "Superseded", "scaled_replicas"]

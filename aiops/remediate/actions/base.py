@@ -47,6 +47,12 @@ class ActionError(AiopsError):
     """The cluster is not in a state this action can work with (e.g. no previous revision to roll back to)."""
 
 
+class Superseded(ActionError):
+    """An undo refused because the object is no longer as the plan left it: someone changed it since (a hotfix
+    image, replicas set by hand, another plan). Reverting would overrule them, so the runner journals the plan
+    ``superseded`` and tells a person instead. ``detail`` says what differs."""
+
+
 def rfc3339(ts: float) -> str:
     """Seconds-precision UTC timestamp, as Kubernetes writes them."""
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
