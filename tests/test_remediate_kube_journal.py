@@ -20,11 +20,15 @@ from aiops.serve.readiness import Readiness
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
 from tests.test_kube_contract import api  # noqa: F401
-from tests.test_remediate_sqlite_journal import assert_journal_contract, fill
+from tests.test_remediate_sqlite_journal import assert_budget_contract, assert_journal_contract, fill
 
 
 def test_the_kube_journal_answers_like_the_others(api, ns):
     assert_journal_contract(KubeJournal(api, ns))
+
+
+def test_the_kube_journal_counts_only_changes_to_the_cluster_against_the_budgets(api, ns):
+    assert_budget_contract(KubeJournal(api, ns))
 
 
 def test_records_are_shared_by_every_client_of_the_namespace(kube, api, ns):
