@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     approve = sub.add_parser("approve", help="approve a plan waiting in awaiting_approval")
     approve.add_argument("plan", help="the plan id (see `aiops history`)")
     approve.add_argument("--config", required=True, type=Path, help="the agent's config file (finds its journal)")
-    approve.add_argument("--approver", default=_user(), help="who approves (default: the login name)")
+    approve.add_argument("--approver", help="record this name as the approver (default: the OS user running "
+                                            "the command, who is recorded beside any other name)")
 
     train = sub.add_parser("train", help="fit (and tune) the workload detectors from a train config")
     train.add_argument("--config", required=True, type=Path, help="train config (YAML; see docs/lifecycle.md)")
@@ -117,15 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("name")
     rollback.add_argument("--to", type=int, help="this version instead of the previous one")
     return parser
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

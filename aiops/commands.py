@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -190,11 +191,33 @@ def history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def os_user() -> str:
+    """The account running this process, from its uid (``USER``/``LOGNAME`` are whatever the caller set)."""
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no pwd module (Windows) or a uid without an account (some containers)
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def approver_name(told: str | None) -> str:
+    """Who ``aiops approve`` records: the OS user, or the name it was told with the OS user beside it, since a
+    typed name alone proves nothing."""
+    user = os_user()
+    return user if not told or told == user else f"{told} (os user {user})"
+
+
 def approve(args: argparse.Namespace) -> int:
     from aiops.remediate.runner import approve as approve_plan
 
     journal = _journal(load_settings(args.config))
-    record = approve_plan(journal, args.plan, args.approver, time.time())
+    record = approve_plan(journal, args.plan, approver_name(args.approver), time.time())
     print(f"approved {args.plan} (by {record['data'].get('approved_by')}); the agent acts on it at its next poll")
     return EXIT_OK
 

@@ -59,6 +59,18 @@ class WebhookSettings(_Section):
         return int(self.listen.rpartition(":")[2])
 
 
+class ApprovalSettings(_Section):
+    """Who may approve plans over HTTP (``POST /api/v1/plans/ID/approve``), and under which name.
+
+    ``token_file`` is a YAML file giving each approver their own bearer token, ``name: token`` per line (a
+    Kubernetes Secret key). The journal records the name the presented token belongs to, never a name the caller
+    sends. It must not contain the webhook's token: Alertmanager's credential cannot approve. Unset, approvals over
+    HTTP are refused (403); ``aiops approve`` (which writes the journal directly) records the OS user.
+    """
+
+    token_file: Path | None = None
+
+
 class PrometheusSettings(_Section):
     url: HttpUrl = None
     timeout_seconds: float = Field(default=10.0, gt=0)
@@ -269,6 +281,7 @@ class Settings(_Section):
 
     mode: Mode = Mode.DRY_RUN
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
@@ -368,6 +381,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         "models_dir": fix(settings.models_dir),
         "state_dir": fix(settings.state_dir),
         "webhook": settings.webhook.model_copy(update={"token_file": fix(settings.webhook.token_file)}),
+        "approvals": settings.approvals.model_copy(update={"token_file": fix(settings.approvals.token_file)}),
         "glm": settings.glm.model_copy(update={"model_path": fix(settings.glm.model_path),
                                                "api_key_file": fix(settings.glm.api_key_file)}),
         "kubernetes": settings.kubernetes.model_copy(update={

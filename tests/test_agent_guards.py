@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import requests
 import yaml
 
+from aiops.domain.errors import InputError
 from aiops.domain.plans import ExecutionState, Mode
 from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
 from aiops.remediate.verify import VerifyResult
 from aiops.serve.agent import Agent, build_parts
 from aiops.serve.plans_api import PLANS_PATH
 from aiops.serve.scheduler import LoopScheduler
-from aiops.settings import STOCK_ROOT, PolicySettings
+from aiops.settings import STOCK_ROOT, ApprovalSettings, PolicySettings
 from tests.support.polling import wait_until
 from tests.test_agent_sim import (DRAIN_SECONDS, HTTP_TIMEOUT, TOKEN, alert_payload, deployment_marks, kube,  # noqa: F401
                                   post_alert, sim, sim_settings)
@@ -61,8 +63,11 @@ def test_the_kill_switch_annotation_stops_acting_and_says_why(sim, kube, tmp_pat
 
 
 def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, tmp_path):
+    alice = "alice-approver-token-0123456789"
+    (tmp_path / "approvers.yaml").write_text(f"alice: {alice}\n")
     settings = sim_settings(sim, tmp_path, Mode.ACT).model_copy(update={
-        "playbooks_dir": playbooks_with(tmp_path, "restart-workload", approval="approve")})
+        "playbooks_dir": playbooks_with(tmp_path, "restart-workload", approval="approve"),
+        "approvals": ApprovalSettings(token_file=tmp_path / "approvers.yaml")})
     agent = start(sim, settings)
     try:
         generation = kube.get_deployment("shop", "cart")["metadata"]["generation"]
@@ -72,9 +77,12 @@ def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, t
         assert result.execution.state is ExecutionState.AWAITING_APPROVAL
         assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation
 
-        auth = {"Authorization": f"Bearer {TOKEN}"}
         url = f"{agent.server.url}{PLANS_PATH}/{result.plan.id}/approve"
-        answer = requests.post(url, headers=auth, json={"approver": "alice"}, timeout=HTTP_TIMEOUT)
+        # Alertmanager's token is no approver's: it cannot approve, whatever name it sends.
+        webhook = requests.post(url, headers={"Authorization": f"Bearer {TOKEN}"}, json={"approver": "alice"},
+                                timeout=HTTP_TIMEOUT)
+        assert webhook.status_code == 403, webhook.text
+        answer = requests.post(url, headers={"Authorization": f"Bearer {alice}"}, timeout=HTTP_TIMEOUT)
         assert answer.status_code == 200, answer.text
         wait_until(lambda: agent.parts.journal.latest()[-1]["state"] == "succeeded", 30, "the approved plan to run")
         assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation + 1
@@ -82,6 +90,20 @@ def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, t
         assert any("approved by alice" in n for n in notes)
     finally:
         agent.stop()
+
+
+def test_the_agent_refuses_to_start_when_an_approver_would_hold_the_webhook_token(sim, tmp_path):
+    shared = "shared-token-0123456789abcdef"
+    settings = sim_settings(sim, tmp_path, Mode.ACT)
+    settings.webhook.token_file.write_text(shared + "\n")
+    (tmp_path / "approvers.yaml").write_text(f"alice: {shared}\n")
+    settings = settings.model_copy(update={"approvals": ApprovalSettings(token_file=tmp_path / "approvers.yaml")})
+    parts = build_parts(settings, clock=sim.clock, sleep=sim.advance, topology=sim.scenario.topology)
+    try:
+        with pytest.raises(InputError, match="token of alice is the webhook's"):
+            Agent(parts)
+    finally:
+        parts.journal.close()
 
 
 class StubbornVerifier:

@@ -164,3 +164,52 @@ def test_render_text_says_root_cause_confidence_why_and_playbook():
     assert "Playbook:   restart-workload on Deployment shop/cart" in text
     assert "Why:" in text and "memory" in text
     assert "confidence 0.9" in text
+
+
+# -- a language model alone never acts (issue #13, defect 12) ------------------------------------------------------
+
+def _with_model(*others, model=("payments", Fault.BAD_DEPLOY, "rollback-deploy", 0.99), name="glm"):
+    return Diagnoser([StatisticalRanker(), RuleEngine(RULES), *others, FixedAnalyzer(name, model)],
+                     min_confidence=0.5)
+
+
+def test_a_confident_model_alone_only_escalates_and_says_why():
+    d = _diagnose(quiet(), "frontend", diagnoser=_with_model())
+    assert _chosen(d) == ("payments", Fault.BAD_DEPLOY, "escalate")
+    assert d.confidence >= 0.5, "confident enough that the old ensemble rolled payments back"
+    assert d.chosen.params == {}
+    why = " ".join(e.summary for e in d.chosen.evidence)
+    assert "only glm proposes rollback-deploy on payments" in why and "neither the statistical ranking nor a rule" in why
+
+
+def test_an_analyzer_not_known_to_read_evidence_counts_as_a_model():
+    d = _diagnose(quiet(), "frontend", diagnoser=_with_model(name="oracle"))
+    assert _chosen(d) == ("payments", Fault.BAD_DEPLOY, "escalate")
+
+
+def test_a_rule_agreeing_with_the_model_lets_the_action_stand():
+    rule = FixedAnalyzer("rules", ("payments", Fault.BAD_DEPLOY, "rollback-deploy", 0.6))
+    d = _diagnose(quiet(), "frontend", diagnoser=_with_model(rule))
+    assert _chosen(d) == ("payments", Fault.BAD_DEPLOY, "rollback-deploy")
+    assert d.chosen.source == "glm+rules"
+
+
+def test_the_stats_ranking_agreeing_on_the_playbook_lets_the_action_stand():
+    # Same workload and playbook, another fault: the action itself is corroborated.
+    stats = FixedAnalyzer("stats", ("frontend", Fault.CPU_SATURATION, "scale-up", 0.3))
+    d = _diagnose(quiet(), "frontend",
+                  diagnoser=_with_model(stats, model=("frontend", Fault.TRAFFIC_SURGE, "scale-up", 0.99)))
+    assert _chosen(d) == ("frontend", Fault.TRAFFIC_SURGE, "scale-up")
+
+
+def test_agreeing_on_the_fault_acts_with_the_evidence_analyzers_playbook_not_the_models():
+    stats = FixedAnalyzer("stats", ("cart", Fault.MEMORY_LEAK, "restart-workload", 0.5))
+    d = _diagnose(quiet(), "cart",
+                  diagnoser=_with_model(stats, model=("cart", Fault.MEMORY_LEAK, "isolate-pod", 0.99)))
+    assert _chosen(d) == ("cart", Fault.MEMORY_LEAK, "restart-workload")
+
+
+def test_the_stats_ranking_agreeing_on_another_workload_is_no_agreement():
+    stats = FixedAnalyzer("stats", ("cart", Fault.BAD_DEPLOY, "rollback-deploy", 0.3))
+    d = _diagnose(quiet(), "frontend", diagnoser=_with_model(stats))
+    assert _chosen(d) == ("payments", Fault.BAD_DEPLOY, "escalate")

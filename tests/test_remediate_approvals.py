@@ -4,16 +4,20 @@ passes the guards again, and only then acts."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 
 import pytest
 import requests
 import yaml
 
 from aiops.cli import main
+from aiops.commands import os_user
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ExecutionState
 from aiops.remediate.runner import approve
 from aiops.remediate.sqlite_journal import SqliteJournal
+from aiops.serve.approvers import Approvers, load_approvers
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.plans_api import PLANS_PATH, add_plan_routes
 from aiops.serve.readiness import Readiness
@@ -21,7 +25,10 @@ from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
 from tests.test_remediate_runner import BEFORE, ScriptedProbe, make_plan, replicas, runner, sim  # noqa: F401
 
-TOKEN = "approve-token"
+TOKEN = "alertmanager-webhook-token"  # the webhook's: may list plans, never approve
+DAVE = "dave-approver-token-0123456789"
+ERIN = "erin-approver-token-9876543210"
+APPROVERS = Approvers((("dave", DAVE.encode()), ("erin", ERIN.encode())))
 
 
 @pytest.fixture
@@ -78,9 +85,11 @@ def test_cli_history_and_approve(sim, journal, tmp_path, capsys):
     assert (row["plan"], row["state"], row["playbook"]) == (plan.id, "awaiting_approval", "scale-up")
     assert main(["approve", plan.id, "--config", str(config), "--approver", "carol"]) == 0
     assert "approved" in capsys.readouterr().out
-    assert journal.history(plan.id)[-1]["data"]["approved_by"] == "carol"
+    # A typed name is recorded with the OS user who typed it (the name alone proves nothing).
+    carol = "carol" if os_user() == "carol" else f"carol (os user {os_user()})"
+    assert journal.history(plan.id)[-1]["data"]["approved_by"] == carol
     assert main(["history", "--config", str(config), "--plan", plan.id]) == 0
-    assert "approved by carol" in capsys.readouterr().out
+    assert f"approved by {carol}" in capsys.readouterr().out
     assert main(["approve", "p-unknown", "--config", str(config)]) == 2
     assert "p-unknown" in capsys.readouterr().err
 
@@ -93,46 +102,130 @@ def test_cli_never_creates_a_journal_where_there_is_none(tmp_path, capsys):
     assert not (tmp_path / "elsewhere").exists()
 
 
-def serve_plans(journal, token, approved):
-    app = build_app(receiver=None, metrics=AgentMetrics(), readiness=Readiness({}), token=token,
+def serve_plans(journal, approved, approvers=APPROVERS, webhook_token=TOKEN):
+    app = build_app(receiver=None, metrics=AgentMetrics(), readiness=Readiness({}), token=webhook_token,
                     max_body_bytes=4096)
-    add_plan_routes(app, journal, token, type("C", (), {"now": lambda self: 1.7e9})(), approved.append)
+    add_plan_routes(app, journal, type("C", (), {"now": lambda self: 1.7e9})(), approved.append,
+                    approvers=approvers, webhook_token=webhook_token)
     return AgentServer(app, "127.0.0.1", 0).start()
 
 
-def test_http_approval_needs_the_token_and_calls_back(sim, journal):
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_http_approval_needs_an_approver_token_and_calls_back(sim, journal):
     plan = make_plan()
     runner(sim, ScriptedProbe({}), journal).hold_for_approval(plan, BEFORE, None, "needs a person")
     approved: list[str] = []
-    server = serve_plans(journal, TOKEN, approved)
+    server = serve_plans(journal, approved)
     try:
         url = f"{server.url}{PLANS_PATH}"
-        auth = {"Authorization": f"Bearer {TOKEN}"}
         assert requests.post(f"{url}/{plan.id}/approve", timeout=5).status_code == 401
+        assert requests.post(f"{url}/{plan.id}/approve", headers=bearer("guess"), timeout=5).status_code == 401
         assert requests.get(url, timeout=5).status_code == 401
-        listed = requests.get(url, headers=auth, timeout=5).json()["plans"]
+        listed = requests.get(url, headers=bearer(DAVE), timeout=5).json()["plans"]
         assert [(p["plan"], p["state"]) for p in listed] == [(plan.id, "awaiting_approval")]
-        bad = requests.post(f"{url}/{plan.id}/approve", headers=auth, json={"approver": "x y; rm"}, timeout=5)
+        bad = requests.post(f"{url}/{plan.id}/approve", headers=bearer(DAVE), json={"approver": "x y; rm"}, timeout=5)
         assert bad.status_code == 422 and approved == []
-        ok = requests.post(f"{url}/{plan.id}/approve", headers=auth, json={"approver": "dave"}, timeout=5)
+        ok = requests.post(f"{url}/{plan.id}/approve", headers=bearer(DAVE), json={"approver": "dave"}, timeout=5)
         assert ok.status_code == 200 and ok.json()["approved_by"] == "dave" and approved == [plan.id]
-        assert requests.post(f"{url}/p-nope/approve", headers=auth, timeout=5).status_code == 404
+        assert journal.history(plan.id)[-1]["data"]["approved_by"] == "dave"
+        assert requests.post(f"{url}/p-nope/approve", headers=bearer(DAVE), timeout=5).status_code == 404
         journal.record("p-done", "succeeded", "ok", {"ts": 1.0})
-        assert requests.post(f"{url}/p-done/approve", headers=auth, timeout=5).status_code == 409
+        assert requests.post(f"{url}/p-done/approve", headers=bearer(DAVE), timeout=5).status_code == 409
     finally:
         server.stop()
 
 
-def test_http_approval_is_refused_when_no_token_is_configured(sim, journal):
+def test_the_webhook_token_may_list_plans_but_never_approve(sim, journal):
     plan = make_plan()
     runner(sim, ScriptedProbe({}), journal).hold_for_approval(plan, BEFORE, None, "needs a person")
     approved: list[str] = []
-    server = serve_plans(journal, None, approved)
+    server = serve_plans(journal, approved)
     try:
-        response = requests.post(f"{server.url}{PLANS_PATH}/{plan.id}/approve", timeout=5)
-        assert response.status_code == 403 and "token" in response.json()["error"] and approved == []
+        url = f"{server.url}{PLANS_PATH}"
+        assert requests.get(url, headers=bearer(TOKEN), timeout=5).status_code == 200
+        refused = requests.post(f"{url}/{plan.id}/approve", headers=bearer(TOKEN), json={"approver": "dave"},
+                                timeout=5)
+        assert refused.status_code == 403 and "webhook's token cannot approve" in refused.json()["error"]
+        assert approved == [] and journal.history(plan.id)[-1]["data"].get("approved_by") is None
     finally:
         server.stop()
+
+
+def test_the_journal_records_whose_token_approved_not_the_name_sent(sim, journal):
+    plan = make_plan()
+    runner(sim, ScriptedProbe({}), journal).hold_for_approval(plan, BEFORE, None, "needs a person")
+    approved: list[str] = []
+    server = serve_plans(journal, approved)
+    try:
+        url = f"{server.url}{PLANS_PATH}/{plan.id}/approve"
+        impostor = requests.post(url, headers=bearer(ERIN), json={"approver": "dave"}, timeout=5)
+        assert impostor.status_code == 403 and "erin's" in impostor.json()["error"] and approved == []
+        ok = requests.post(url, headers=bearer(ERIN), timeout=5)  # no body: the token says who
+        assert ok.status_code == 200 and ok.json()["approved_by"] == "erin"
+        assert journal.history(plan.id)[-1]["note"] == "approved by erin"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("webhook_token", [TOKEN, None], ids=["webhook-token-only", "no-credential"])
+def test_http_approval_is_refused_when_no_approver_is_configured(sim, journal, webhook_token):
+    plan = make_plan()
+    runner(sim, ScriptedProbe({}), journal).hold_for_approval(plan, BEFORE, None, "needs a person")
+    approved: list[str] = []
+    server = serve_plans(journal, approved, approvers=Approvers(), webhook_token=webhook_token)
+    try:
+        url = f"{server.url}{PLANS_PATH}"
+        auth = bearer(webhook_token) if webhook_token else {}
+        response = requests.post(f"{url}/{plan.id}/approve", headers=auth, timeout=5)
+        assert response.status_code == 403 and "approvals.token_file" in response.json()["error"] and approved == []
+        listing = requests.get(url, headers=auth, timeout=5)
+        # The webhook's token may still list; with no credential configured at all, nobody may.
+        assert listing.status_code == (200 if webhook_token else 403)
+    finally:
+        server.stop()
+
+
+def test_approver_tokens_are_read_from_their_own_file(tmp_path):
+    path = tmp_path / "approvers.yaml"
+    path.write_text(f"dave: {DAVE}\nerin: '{ERIN}'\n")
+    approvers = load_approvers(path, webhook_token=TOKEN)
+    assert approvers.identify(f"Bearer {ERIN}") == "erin" and approvers.identify(f"bearer {DAVE} ") == "dave"
+    assert approvers.identify(f"Bearer {TOKEN}") is None and approvers.identify(DAVE) is None
+    assert load_approvers(None).configured is False
+
+
+@pytest.mark.parametrize("text, reason", [
+    (f"{DAVE}\n", "must be a mapping"),                       # a bare token names nobody
+    ("", "names no approver"),
+    ("dave: short\n", "token of dave is shorter than 16"),
+    ("dave: 12345678901234567890\n", "token of dave must be a string"),
+    (f"'x y': {DAVE}\n", "approver name 'x y'"),
+    (f"dave: {DAVE}\nerin: {DAVE}\n", "erin and dave share a token"),
+    (f"dave: {DAVE}\nerin: {TOKEN}\n", "token of erin is the webhook's"),
+])
+def test_a_bad_approvers_file_is_refused_naming_the_file_line_and_approver_never_the_token(tmp_path, text, reason):
+    path = tmp_path / "approvers.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=reason) as info:
+        load_approvers(path, webhook_token=TOKEN)
+    assert str(path) in str(info.value)
+    assert DAVE not in str(info.value) and TOKEN not in str(info.value)
+    if "erin" in reason:
+        assert f"{path}:2" in str(info.value)
+
+
+def test_the_cli_records_the_os_user_not_what_the_environment_claims(sim, journal, tmp_path, monkeypatch):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": "state"}))
+    plan = make_plan()
+    runner(sim, ScriptedProbe({}), journal).hold_for_approval(plan, BEFORE, None, "needs a person")
+    for var in ("USER", "LOGNAME", "LNAME", "USERNAME"):
+        monkeypatch.setenv(var, "mallory")
+    assert main(["approve", plan.id, "--config", str(config)]) == 0
+    assert journal.history(plan.id)[-1]["data"]["approved_by"] == pwd.getpwuid(os.getuid()).pw_name
 
 
 def test_refusals_are_audited_as_events_except_out_of_scope_ones(sim, journal):

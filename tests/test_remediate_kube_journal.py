@@ -12,19 +12,25 @@ import requests
 import yaml
 
 from aiops.cli import main
+from aiops.commands import os_user
 from aiops.clients.kube import KubeError
 from aiops.remediate.kube_journal import JOURNAL_LABEL, KubeJournal, configmap_name
+from aiops.serve.approvers import Approvers
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.plans_api import PLANS_PATH, add_plan_routes
 from aiops.serve.readiness import Readiness
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
 from tests.test_kube_contract import api  # noqa: F401
-from tests.test_remediate_sqlite_journal import assert_journal_contract, fill
+from tests.test_remediate_sqlite_journal import assert_budget_contract, assert_journal_contract, fill
 
 
 def test_the_kube_journal_answers_like_the_others(api, ns):
     assert_journal_contract(KubeJournal(api, ns))
+
+
+def test_the_kube_journal_counts_only_changes_to_the_cluster_against_the_budgets(api, ns):
+    assert_budget_contract(KubeJournal(api, ns))
 
 
 def test_records_are_shared_by_every_client_of_the_namespace(kube, api, ns):
@@ -139,8 +145,8 @@ def test_cli_history_and_approve_on_the_kubernetes_journal(kube, api, ns, tmp_pa
     assert main(["history", "--config", str(config), "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["plan"], row["state"], row["playbook"]) == ("p-wait", "awaiting_approval", "scale-up")
-    assert main(["approve", "p-wait", "--config", str(config), "--approver", "carol"]) == 0
-    assert journal.history("p-wait")[-1]["data"]["approved_by"] == "carol", "the agents see the approval"
+    assert main(["approve", "p-wait", "--config", str(config)]) == 0
+    assert journal.history("p-wait")[-1]["data"]["approved_by"] == os_user(), "the agents see the approval"
     assert main(["approve", "p-unknown", "--config", str(config)]) == 2
     assert not (tmp_path / "no-state").exists(), "no SQLite file is made on the side"
 
@@ -150,10 +156,12 @@ def test_the_plans_http_api_serves_the_kubernetes_journal(api, ns):
     journal.record("p-wait", "awaiting_approval", "needs a person", {"ts": 5.0, "trigger": "await_approval"})
     approved: list[str] = []
     app = build_app(receiver=None, metrics=AgentMetrics(), readiness=Readiness({}), token="t", max_body_bytes=4096)
-    add_plan_routes(app, journal, "t", type("C", (), {"now": lambda self: 1.7e9})(), approved.append)
+    dave = "dave-approver-token-0123456789"
+    add_plan_routes(app, journal, type("C", (), {"now": lambda self: 1.7e9})(), approved.append,
+                    approvers=Approvers((("dave", dave.encode()),)), webhook_token="t")
     server = AgentServer(app, "127.0.0.1", 0).start()
     try:
-        auth = {"Authorization": "Bearer t"}
+        auth = {"Authorization": f"Bearer {dave}"}
         listed = requests.get(f"{server.url}{PLANS_PATH}", headers=auth, timeout=5).json()["plans"]
         assert [(p["plan"], p["state"]) for p in listed] == [("p-wait", "awaiting_approval")]
         ok = requests.post(f"{server.url}{PLANS_PATH}/p-wait/approve", headers=auth, json={"approver": "dave"},

@@ -231,6 +231,33 @@ def test_blast_radius_budget_per_namespace_per_hour():
                            _replace(SETTLED, namespace_workloads=1)), ActionPlan)
 
 
+@pytest.mark.parametrize("budget", [{"blast_radius_percent": 25},  # 25% of 8 workloads: 2 per hour
+                                    {"max_actions_per_hour": 2}, {"max_concurrent": 1}],
+                         ids=["blast_radius", "rate_limited", "concurrency"])
+def test_escalations_do_not_use_up_the_change_budgets(budget):
+    """Issue #13, defect 17: after a few escalations a bad deploy diagnosed at 0.94 was blocked by blast_radius."""
+    from aiops.remediate.machine import PlanExecution
+    from aiops.sim.clock import SimClock
+
+    journal, clock = MemoryJournal(), SimClock(NOW - 600)
+    for i, workload in enumerate(["a", "b", "c", "d"]):
+        target = Target.deployment("shop", workload)
+        notify = ActionPlan(plan_id(f"inc-{i}", "escalate", target), f"inc-{i}", "escalate", "escalate", target, {},
+                            Mode.ACT)
+        exe = PlanExecution(notify, journal, clock)
+        exe.start(note="notify")
+        exe.applied(note="notified")
+        if i < 3:
+            exe.recovered(note="notify-only playbook: nothing to verify")  # the last one is still "verifying"
+    wide = _replace(ACT, blast_radius_percent=100, max_concurrent=10, max_actions_per_hour=20)
+    bad_deploy = diagnosis(playbook="rollback-deploy", confidence=0.94, fault=Fault.BAD_DEPLOY,
+                           target=Target.deployment("shop", "checkout"))
+    result = plan(bad_deploy, PLAYBOOKS, _replace(wide, **budget), journal, NOW,
+                  _replace(SETTLED, namespace_workloads=8))
+    assert isinstance(result, ActionPlan), result
+    assert result.playbook == "rollback-deploy"
+
+
 def test_replica_ceiling_blocks_a_scale_that_cannot_add_replicas_and_the_floor_binds_the_undo():
     scale = diagnosis(playbook="scale-up", fault=Fault.CPU_SATURATION)
     at_ceiling = _replace(SETTLED, replicas=8)

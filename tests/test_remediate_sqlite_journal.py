@@ -7,9 +7,12 @@ import sqlite3
 import pytest
 
 from aiops.domain.errors import InputError
+from aiops.domain.plans import ActionPlan, Mode
 from aiops.domain.target import Target
 from aiops.remediate.journal import MemoryJournal
+from aiops.remediate.machine import PlanExecution
 from aiops.remediate.sqlite_journal import SqliteJournal
+from aiops.sim.clock import SimClock
 
 CART, WEB = Target.deployment("shop", "cart"), Target.deployment("shop", "web")
 
@@ -48,6 +51,46 @@ def assert_journal_contract(journal) -> None:
     journal.record("p-3", "rolled_back", "undone", {"ts": 17.0, "undone": True})
     assert journal.unfinished() == ["p-1", "p-2"]
     assert journal.plan_of("p-1") == {"id": "p-1"} and journal.plan_of("nope") is None
+
+
+def _executed(journal, clock, plan_id, playbook, action, workload, end="recovered"):
+    """One plan through the real state machine: started, applied, then ``end`` ("" leaves it verifying)."""
+    plan = ActionPlan(plan_id, "inc-" + plan_id, playbook, action, Target.deployment("shop", workload), {}, Mode.ACT)
+    exe = PlanExecution(plan, journal, clock)
+    exe.start(note="go")
+    exe.applied(note="done")
+    if end == "worse":  # rolled back, and the undo noted inside rolled_back
+        exe.worse(note="worse", undo=True)
+        exe.record_fact("undone", {"undone": True})
+    elif end:
+        getattr(exe, end)(note=end)
+
+
+def assert_budget_contract(journal) -> None:
+    """Only changes to the cluster count against the change budgets, in every journal (issue #13, defect 17)."""
+    clock = SimClock(100.0)
+    _executed(journal, clock, "p-esc-1", "escalate", "escalate", "a")
+    _executed(journal, clock, "p-esc-2", "escalate", "escalate", "b", end="")  # still "verifying"
+    _executed(journal, clock, "p-undone", "scale-up", "scale", "c", end="worse")
+    _executed(journal, clock, "p-running", "restart-workload", "restart", "d", end="")
+    assert [r["plan_id"] for r in journal.acted_since(0.0)] == ["p-undone", "p-running"], \
+        "escalations are no action, and an undo is part of its plan, not a second action"
+    assert journal.in_flight() == ["p-running"], "an escalation passing through verifying holds no slot"
+    assert journal.acted(Target.deployment("shop", "a"), "escalate") == 100.0, "an escalation still has a cooldown"
+    # Records written before the ``acts`` flag existed.
+    old = {"ts": 200.0, "trigger": "start", "target": Target.deployment("shop", "e").as_dict()}
+    journal.record("p-old-escalate", "executing", "go", {**old, "playbook": "escalate"})
+    journal.record("p-old-page", "executing", "go", {**old, "playbook": "page-oncall",
+                                                     "plan": {"action": "escalate"}})
+    journal.record("p-old-restart", "executing", "go", {**old, "playbook": "restart-workload"})
+    assert [r["plan_id"] for r in journal.acted_since(150.0)] == ["p-old-restart"]
+    assert journal.in_flight() == ["p-running", "p-old-restart"]
+
+
+@pytest.mark.parametrize("make", [lambda p: MemoryJournal(), lambda p: SqliteJournal(p / "j.sqlite3")],
+                         ids=["memory", "sqlite"])
+def test_only_changes_to_the_cluster_count_against_the_budgets(tmp_path, make):
+    assert_budget_contract(make(tmp_path))
 
 
 def test_records_survive_reopening_and_are_seen_by_another_connection_at_once(tmp_path):

@@ -26,6 +26,7 @@ def test_full_file_and_relative_paths(tmp_path):
     path = write(tmp_path, """
 mode: act
 webhook: {listen: "127.0.0.1:9000", token_file: secret/token}
+approvals: {token_file: secret/approvers.yaml}
 prometheus: {url: "http://127.0.0.1:9090"}
 kubernetes: {kubeconfig: kube.yaml, namespaces: [shop, pay]}
 playbooks_dir: pb
@@ -35,6 +36,7 @@ rules_dir: /abs/rules
     assert settings.mode is Mode.ACT
     assert settings.webhook.port == 9000 and settings.webhook.host == "127.0.0.1"
     assert settings.webhook.token_file == tmp_path / "secret/token"
+    assert settings.approvals.token_file == tmp_path / "secret/approvers.yaml"
     assert settings.kubernetes.kubeconfig == tmp_path / "kube.yaml"
     assert settings.kubernetes.namespaces == ("shop", "pay")
     assert settings.playbooks_dir == tmp_path / "pb"
@@ -46,6 +48,7 @@ rules_dir: /abs/rules
     ("webhook: {listen: nope}\n", "config.yaml", "webhook.listen: Value error, must be HOST:PORT"),
     ("prometheus: {url: localhost:9090}\n", "config.yaml", "prometheus.url: Value error, must start with http"),
     ("kubernetes: {namespacez: [a]}\n", "config.yaml", "kubernetes.namespacez: unknown key"),
+    ("approvals: {token: abc}\n", "config.yaml", "approvals.token: unknown key"),
     ("- a\n- b\n", "config.yaml", "must be a mapping"),
     ("mode: [unclosed\n", "config.yaml:", "not valid YAML"),
     ("kubernetes: {in_cluster: true, kubeconfig: x}\n", "config.yaml", "in_cluster cannot be combined"),

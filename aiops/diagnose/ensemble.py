@@ -15,6 +15,15 @@ The combination is deliberately simple:
    scenario suite; identity when absent) so it estimates how often such a choice is right.
 5. Refuse: below ``min_confidence`` (on the calibrated value) the choice is ``escalate`` on the incident target,
    fault ``unknown``.
+6. Corroborate: a language model alone never triggers an acting playbook (text it read may be an injected
+   instruction). The hypothesis that names the playbook (the *lead* of the chosen group) is the rules' when they
+   are in it, else the strongest of the evidence analyzers (``EVIDENCE_ANALYZERS``: the statistical ranking and
+   the rule engine), and only when neither is in the group the model's. An acting playbook led by a model stands
+   only if an evidence analyzer *agrees*: a hypothesis of its on the same workload proposing the same playbook
+   (for any fault). Agreement on the fault alone is agreement too, but then the group holds that analyzer, so it
+   leads and its own playbook is the one chosen. Otherwise the choice is ``escalate`` (target, fault and
+   confidence kept) and the evidence says why. Any analyzer not in ``EVIDENCE_ANALYZERS`` (the GLM, a plugged-in
+   one) counts as a model.
 """
 
 from __future__ import annotations
@@ -33,6 +42,9 @@ from aiops.domain.protocols import Analyzer
 ANALYZER_WEIGHT: dict[str, float] = {"stats": 0.8, "rules": 1.0, "glm": 0.8}
 DEFAULT_WEIGHT = 0.8
 RULES = "rules"
+# Analyzers that read the evidence by fixed, reviewable logic; anything else (a language model) may inform a
+# decision but never be the only reason to act.
+EVIDENCE_ANALYZERS = frozenset({"stats", RULES})
 
 
 def _brief(h: Hypothesis) -> dict[str, Any]:
@@ -67,7 +79,8 @@ class Diagnoser:
             refused = list(getattr(getattr(analyzer, "last", None), "dropped", None) or ())
             summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": refused + dropped}
         ranking = self._ranking(kept, incident, observations)
-        chosen = self._choose(kept, ranking, incident, topology_known=observations.topology.known)
+        acting = frozenset(p.name for p in playbooks if p.acts)
+        chosen = self._choose(kept, ranking, incident, topology_known=observations.topology.known, acting=acting)
         return Diagnosis(incident=incident, hypotheses=tuple(sorted(kept, key=lambda h: -h.confidence)),
                          chosen=chosen, ranking=tuple(ranking), analyzers=summaries)
 
@@ -127,8 +140,16 @@ class Diagnoser:
             miss *= 1.0 - min(1.0, self.weights.get(source, DEFAULT_WEIGHT) * h.confidence)
         return 1.0 - miss
 
+    def _lead(self, per: dict[str, Hypothesis]) -> Hypothesis:
+        """The hypothesis of a group whose playbook is chosen: the rules', else the strongest evidence analyzer's,
+        else (a group only models proposed) the strongest one."""
+        if RULES in per:
+            return per[RULES]
+        backed = [h for source, h in per.items() if source in EVIDENCE_ANALYZERS] or list(per.values())
+        return max(backed, key=lambda h: self.weights.get(h.source, DEFAULT_WEIGHT) * h.confidence)
+
     def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident,
-                topology_known: bool = True) -> Hypothesis:
+                acting: frozenset[str], topology_known: bool = True) -> Hypothesis:
         groups = self._groups(kept)
         ambiguous = ""
         scored = {key: self._combined(per) for key, per in groups.items()}
@@ -151,7 +172,7 @@ class Diagnoser:
         key = max(sorted(candidates, key=lambda k: (k[0], k[1].value)), key=lambda k: scored[k])
         per = groups[key]
         confidence = round(self.calibration.apply(scored[key]), 4)
-        lead = per.get(RULES) or max(per.values(), key=lambda h: self.weights.get(h.source, DEFAULT_WEIGHT) * h.confidence)
+        lead = self._lead(per)
         if confidence < self.min_confidence:
             return self._escalate(incident, confidence, f"best hypothesis {key[0]}/{key[1].value} has confidence "
                                   f"{confidence:.2f}, below {self.min_confidence:.2f}", lead.evidence)
@@ -166,6 +187,12 @@ class Diagnoser:
             evidence.append(Evidence(kind="rule", summary=(
                 f"escalating to a person: {key[1].value} fits {key[0]} and {ambiguous} about equally and there "
                 f"is no call graph to tell which one it started in")))
+        if playbook in acting and lead.source not in EVIDENCE_ANALYZERS and not _agrees(kept, key[0], playbook):
+            playbook = ESCALATE
+            evidence.append(Evidence(kind="rule", summary=(
+                f"escalating to a person: only {lead.source} proposes {lead.playbook} on {key[0]} "
+                f"({key[1].value}); neither the statistical ranking nor a rule agrees, and a language model alone "
+                f"never triggers an action")))
         seen = set()
         for source in sorted(per, key=lambda s: s != RULES):
             for ev in per[source].evidence:
@@ -185,6 +212,11 @@ class Diagnoser:
         note = Evidence(kind="rule", summary=f"escalating to a person: {why}")
         return Hypothesis(target=incident.target, fault=Fault.UNKNOWN, playbook=ESCALATE, confidence=confidence,
                           source="ensemble", evidence=(note,) + tuple(evidence))
+
+
+def _agrees(kept: list[Hypothesis], workload: str, playbook: str) -> bool:
+    """True when an evidence analyzer proposes ``playbook`` on ``workload`` too (see the module docstring, 6.)."""
+    return any(h.source in EVIDENCE_ANALYZERS and h.target.name == workload and h.playbook == playbook for h in kept)
 
 
 AMBIGUOUS_MARGIN = 0.5  # a rival ranked at least half as high as the best one is a tie (no call graph)

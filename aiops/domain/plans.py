@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiops.domain.playbook import NOTIFY_ONLY_ACTIONS
 from aiops.domain.target import Target
 
 
@@ -58,6 +59,11 @@ class ActionPlan:
     params: dict[str, Any]
     mode: Mode
     reason: str = ""
+
+    @property
+    def acts(self) -> bool:
+        """False for a notify-only plan (``escalate``): the rule of ``Playbook.acts``, on the plan's action."""
+        return self.action not in NOTIFY_ONLY_ACTIONS
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "incident": self.incident_id, "playbook": self.playbook, "action": self.action,

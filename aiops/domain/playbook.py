@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 ActionKind = Literal["restart", "scale", "shift_traffic", "rollback", "escalate", "retrain", "degrade",
                      "isolate"]
 ApprovalMode = Literal["auto", "approve", "never"]
+# Actions that only tell a person and never change the cluster (not counted against change budgets).
+NOTIFY_ONLY_ACTIONS = frozenset({"escalate"})
 
 
 class VerifySpec(BaseModel):
@@ -65,4 +67,4 @@ class Playbook(BaseModel):
     @property
     def acts(self) -> bool:
         """False for playbooks that only notify (``escalate``)."""
-        return self.action != "escalate"
+        return self.action not in NOTIFY_ONLY_ACTIONS

@@ -5,7 +5,8 @@
 
 A record is ``{"ts", "plan_id", "state", "note", "data"}``. ``ts`` is ``data["ts"]`` when the caller passes it
 (the state machine does, from its injected clock), else the journal's own clock. ``data`` may carry ``target``
-(a ``Target.as_dict()``) and ``playbook``: ``acted`` matches on them.
+(a ``Target.as_dict()``) and ``playbook``: ``acted`` matches on them; and ``acts`` (``ACTS_FLAG``), whether the plan
+changes the cluster: only such plans count against the change budgets (rate limit, blast radius, concurrency).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiops.domain.playbook import NOTIFY_ONLY_ACTIONS
 from aiops.domain.protocols import Clock
 from aiops.domain.target import Target
 
@@ -31,12 +33,45 @@ UNDONE_FLAG = "undone"
 # On a succeeded plan whose playbook restores the original state once healthy: the watch is still to finish.
 RESTORE_PENDING_FLAG = "restore_pending"
 APPROVED_FLAG = "approved_by"
+# On every record the state machine writes: False for a notify-only plan (``ActionPlan.acts``).
+ACTS_FLAG = "acts"
+# Journals written before ``ACTS_FLAG`` existed name the playbook only: the stock notify-only one is this.
+NOTIFY_ONLY_PLAYBOOK = "escalate"
 
 
 def is_start(record: dict[str, Any]) -> bool:
-    """True for the record of a plan starting to act (a transition into an acting state, not a fact noted there,
-    which has no ``trigger``)."""
+    """True for the record of a plan starting (a transition into an acting state, not a fact noted there, which
+    has no ``trigger``); notify-only plans start too (what an escalation's cooldown counts)."""
     return record["state"] in ACTING_STATES and bool(record["data"].get("trigger"))
+
+
+def changes_cluster(record: dict[str, Any]) -> bool:
+    """Whether the plan of ``record`` changes the cluster, i.e. counts against the change budgets.
+
+    The ``acts`` flag when the record has it. A record from before the flag: the journaled plan's action when the
+    record carries the plan, else the playbook's name, and only the stock ``escalate`` is taken as notify-only;
+    every other old record counts. Over-counting an old record can only make a budget stricter for an hour, while
+    not counting an unknown playbook could let an action past the budget.
+    """
+    data = record.get("data") or {}
+    if ACTS_FLAG in data:
+        return bool(data[ACTS_FLAG])
+    plan = data.get("plan")
+    if isinstance(plan, dict) and plan.get("action"):
+        return plan["action"] not in NOTIFY_ONLY_ACTIONS
+    return data.get("playbook") != NOTIFY_ONLY_PLAYBOOK
+
+
+def action_starts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first start of each plan that changes the cluster, in ``records``' order: a plan is one action, however
+    often it is resumed, and its undo or restore is part of it, not a second action."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        if is_start(r) and changes_cluster(r) and r["plan_id"] not in seen:
+            seen.add(r["plan_id"])
+            out.append(r)
+    return out
 
 
 class JournalReads:
@@ -64,12 +99,14 @@ class JournalReads:
         return max(times) if times else None
 
     def acted_since(self, since: float) -> list[dict[str, Any]]:
-        """Every start of an action at or after ``since``: what the rate limit and the blast radius count."""
-        return [r for r in self.records() if is_start(r) and r["ts"] >= since]
+        """The start of each plan that changed the cluster, at or after ``since`` (one per plan; escalations do not
+        count): what the rate limit and the blast radius count."""
+        return action_starts([r for r in self.records() if r["ts"] >= since])
 
     def in_flight(self) -> list[str]:
-        """Plans acting or verifying right now (by their latest record)."""
-        return [r["plan_id"] for r in self.latest() if r["state"] in IN_FLIGHT_STATES]
+        """Plans changing the cluster that are acting or verifying right now (by their latest record): what the
+        concurrency limit counts (an escalation passing through ``executing`` does not)."""
+        return [r["plan_id"] for r in self.latest() if r["state"] in IN_FLIGHT_STATES and changes_cluster(r)]
 
     def unfinished(self) -> list[str]:
         """Plans a restarted agent must pick up: not in a final state, rolled back or restored with the undo not

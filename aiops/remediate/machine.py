@@ -16,6 +16,7 @@ from transitions import EventData, Machine
 
 from aiops.domain.plans import ActionPlan, Execution, ExecutionState
 from aiops.domain.protocols import Clock, ExecutionStore
+from aiops.remediate.journal import ACTS_FLAG
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,10 @@ class PlanExecution:
         note = str(event.kwargs.get("note", ""))
         ts = self._clock.now()
         plan = self.execution.plan
+        # ``acts``: whether this plan changes the cluster, which is what the change budgets count (ACTS_FLAG).
         data = {"ts": ts, "from": event.transition.source, "trigger": event.event.name,
                 "playbook": plan.playbook, "target": plan.target.as_dict(), "mode": plan.mode.value,
-                **dict(event.kwargs.get("data") or {})}
+                ACTS_FLAG: plan.acts, **dict(event.kwargs.get("data") or {})}
         if dest == ExecutionState.PENDING.value or not self.execution.history:
             data.setdefault("plan", plan.as_dict())
         self._store.record(plan.id, dest, note, data)
@@ -108,5 +110,5 @@ class PlanExecution:
         ts = self._clock.now()
         self._store.record(plan.id, self.state, note, {"ts": ts, "playbook": plan.playbook,
                                                        "target": plan.target.as_dict(), "mode": plan.mode.value,
-                                                       **(data or {})})
+                                                       ACTS_FLAG: plan.acts, **(data or {})})
         self.execution.history.append((ts, self.state, note))

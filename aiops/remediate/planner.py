@@ -44,8 +44,10 @@ HOUR = 3600.0
 
 
 class ActionHistory(Protocol):
-    """What the journal knows of past actions: when a playbook last acted on a target (cooldowns), every action
-    start since a time (rate limit, blast radius), and the plans running now (concurrency)."""
+    """What the journal knows of past actions: when a playbook last acted on a target (cooldowns), the start of
+    every plan that changed the cluster since a time (rate limit, blast radius), and such plans running now
+    (concurrency). Only changes to the cluster count against these budgets: escalations do not, and a plan's undo
+    is part of the plan, not a second action."""
 
     def acted(self, target: Target, playbook: str) -> float | None: ...
 

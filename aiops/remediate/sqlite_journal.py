@@ -18,7 +18,7 @@ from typing import Any
 from aiops.domain.errors import InputError
 from aiops.domain.protocols import Clock
 from aiops.domain.target import Target
-from aiops.remediate.journal import ACTING_STATES, JournalReads
+from aiops.remediate.journal import ACTING_STATES, JournalReads, action_starts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -104,5 +104,7 @@ class SqliteJournal(JournalReads):
         return last
 
     def acted_since(self, since: float) -> list[dict[str, Any]]:
+        # The index finds the starts; which of them changed the cluster is decided by the one rule in journal.py.
         states = ",".join("?" * len(ACTING_STATES))
-        return self._select(f"WHERE state IN ({states}) AND trigger IS NOT NULL AND ts >= ?", (*sorted(ACTING_STATES), since))
+        return action_starts(self._select(f"WHERE state IN ({states}) AND trigger IS NOT NULL AND ts >= ?",
+                                          (*sorted(ACTING_STATES), since)))

@@ -49,6 +49,7 @@ from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
+from aiops.serve.approvers import load_approvers
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.priority import Triage
 from aiops.serve.probe import CollectorProbe
@@ -233,8 +234,10 @@ class Agent:
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes,
                         leader_url=self.leadership.leader_url if parts.election is not None else None,
                         identity=settings.leader_election.identity)
+        # Approvers have their own tokens (never the webhook's): read now, so a bad file stops the start.
+        approvers = load_approvers(settings.approvals.token_file, webhook_token=token)
         if isinstance(parts.journal, (SqliteJournal, KubeJournal)):
-            add_plan_routes(app, parts.journal, token, parts.clock, self._approved)
+            add_plan_routes(app, parts.journal, parts.clock, self._approved, approvers=approvers, webhook_token=token)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
         # Plans approved through the CLI (which writes the journal directly) are picked up by this poll.

@@ -1,16 +1,20 @@
 """The agent's plan endpoints: list executions and approve the ones waiting for a person.
 
-``GET /api/v1/plans`` lists each plan's latest state; ``POST /api/v1/plans/{id}/approve`` records an approval
-(body, optional: ``{"approver": "alice"}``). Approving changes the cluster, so it needs the webhook's bearer token;
-an agent configured without one refuses approvals over HTTP (the CLI, which needs access to the journal file,
-still works).
+``GET /api/v1/plans`` lists each plan's latest state. It needs a credential: an approver's token (approvers read
+the list to decide) or the webhook's token (read-only tooling that already holds it); an agent configured with
+neither refuses it (403), since plan notes name workloads and faults.
+
+``POST /api/v1/plans/{id}/approve`` records an approval. Approving changes the cluster, so it needs an approver's
+own token (``approvals.token_file``); the journal records the name that token belongs to. The webhook's token
+cannot approve (403), and an agent without approvers refuses every approval over HTTP (403; ``aiops approve``,
+which needs access to the journal, still works). The optional body ``{"approver": "alice"}`` must name the token's
+owner: it is checked, never believed.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import re
 from typing import Callable
 
 from aiohttp import web
@@ -18,24 +22,40 @@ from aiohttp import web
 from aiops.domain.errors import InputError
 from aiops.domain.protocols import Clock, ExecutionStore
 from aiops.remediate.runner import approve
+from aiops.serve.approvers import APPROVER_NAME, SETTING, Approvers, bearer
 
 PLANS_PATH = "/api/v1/plans"
-_APPROVER = re.compile(r"^[\w.@+-]{1,64}$")
 
 
-def add_plan_routes(app: web.Application, store: ExecutionStore, token: str | None, clock: Clock,
-                    on_approved: Callable[[str], None]) -> None:
+def add_plan_routes(app: web.Application, store: ExecutionStore, clock: Clock, on_approved: Callable[[str], None],
+                    *, approvers: Approvers, webhook_token: str | None = None) -> None:
     """Add the plan endpoints to ``app`` over any journal (SQLite, Kubernetes); ``on_approved(plan_id)`` is called
-    after an approval is recorded."""
+    after an approval is recorded. ``approvers`` may approve and list; ``webhook_token`` may only list."""
+    webhook = webhook_token.strip().encode() if webhook_token else None
+
+    def is_webhook(header: str) -> bool:
+        presented = bearer(header)
+        return webhook is not None and presented is not None and hmac.compare_digest(presented, webhook)
+
     async def list_plans(request: web.Request) -> web.Response:
-        if (refusal := _auth(request, token)) is not None:
-            return refusal
+        if not approvers.configured and webhook is None:
+            return _error(403, f"listing plans needs a credential: configure {SETTING} (approvers) or "
+                               f"webhook.token_file")
+        header = request.headers.get("Authorization", "")
+        if approvers.identify(header) is None and not is_webhook(header):
+            return _error(401, "missing or wrong bearer token (an approver's or the webhook's)")
         return web.json_response({"plans": [summary(r) for r in store.latest()]})
 
     async def approve_plan(request: web.Request) -> web.Response:
-        if (refusal := _auth(request, token, needed=True)) is not None:
-            return refusal
-        approver = "http"
+        if not approvers.configured:
+            return _error(403, f"approvals over HTTP need {SETTING} (each approver's own token); "
+                               f"the webhook's token cannot approve")
+        header = request.headers.get("Authorization", "")
+        approver = approvers.identify(header)
+        if approver is None:
+            if is_webhook(header):
+                return _error(403, f"the webhook's token cannot approve: use your own token from {SETTING}")
+            return _error(401, "missing or wrong approver token")
         if request.can_read_body:
             try:
                 body = json.loads(await request.text() or "{}")
@@ -43,9 +63,11 @@ def add_plan_routes(app: web.Application, store: ExecutionStore, token: str | No
                 return _error(400, "malformed JSON body")
             if not isinstance(body, dict):
                 return _error(400, "the body must be a JSON object")
-            approver = str(body.get("approver", approver))
-        if not _APPROVER.match(approver):
-            return _error(422, "approver must be 1-64 letters, digits or . _ @ + -")
+            claimed = body.get("approver")
+            if claimed is not None and not (isinstance(claimed, str) and APPROVER_NAME.match(claimed)):
+                return _error(422, "approver must be 1-64 letters, digits or . _ @ + -")
+            if claimed is not None and claimed != approver:
+                return _error(403, f"this token is {approver}'s; it cannot approve as {claimed}")
         plan_id = request.match_info["plan_id"]
         try:
             record = approve(store, plan_id, approver, clock.now())
@@ -66,15 +88,6 @@ def summary(record: dict) -> dict:
             "playbook": data.get("playbook"), "mode": data.get("mode"),
             "target": f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}" if target else None,
             "note": record.get("note", "")}
-
-
-def _auth(request: web.Request, token: str | None, needed: bool = False) -> web.Response | None:
-    if token is None:
-        return _error(403, "approvals over HTTP need webhook.token_file to be configured") if needed else None
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        return _error(401, "missing or wrong bearer token")
-    return None
 
 
 def _error(status: int, detail: str) -> web.Response:
