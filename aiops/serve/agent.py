@@ -200,7 +200,8 @@ class Agent:
         self.parts = parts
         settings = parts.settings
         self.metrics = parts.metrics
-        self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
+        self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces),
+                                       alert_idle_seconds=settings.webhook.alert_idle_seconds)
         self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
         # A restore watch lasts minutes: it runs on its own thread, so the queue keeps moving meanwhile.
         parts.pipeline.runner.restore_watch = _in_background
@@ -215,7 +216,7 @@ class Agent:
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
         parts.pipeline.runner.store = self.journal_guard
         self.journal_guard.on_recover(self._dependency_back)
-        self.deferred = DeferredIncidents()
+        self.deferred = DeferredIncidents(on_give_up=self._given_up)
         self.breaker = DependencyBreaker()
         self._was_ready: bool | None = None
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes,
@@ -223,6 +224,10 @@ class Agent:
         set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
         token = None
+        if (refusal := settings.refusal_to_serve()) is not None:
+            raise InputError("config", refusal)
+        if (warning := settings.open_intake_warning()) is not None:
+            log.warning("%s", warning)
         if settings.webhook.token_file:
             try:
                 token = settings.webhook.token_file.read_text().strip()
@@ -336,6 +341,13 @@ class Agent:
         if kept:
             log.warning("incident handling failed (%s: %s); it will be tried again", type(exc).__name__, exc,
                         extra={"incident": incident.id})
+
+    def _given_up(self, incident_id: str, reason: str) -> None:
+        # Forget it, or its alerts would stay duplicates forever: Alertmanager's next re-send is new work.
+        if self.tracker.forget(incident_id):
+            log.warning("incident forgotten after giving up (%s); a re-sent alert opens it again", reason,
+                        extra={"incident": incident_id})
+        self.metrics.incidents_open.set(self.tracker.open_count)
 
     def _on_readiness(self, ready: bool, checks: dict[str, str]) -> None:
         self.metrics.record_readiness(ready, checks)

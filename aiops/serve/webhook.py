@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from aiops.collect.alertmanager import parse_webhook
+from aiops.correlate.incidents import IGNORED, REFUSED
 from aiops.domain.alerts import Alert
 from aiops.domain.errors import InputError
 from aiops.domain.incident import IncidentUpdate
@@ -33,6 +34,7 @@ WEBHOOK_PATH = "/webhook/alertmanager"
 # Set on a request one replica forwards to the leader (its identity as the value): such a request is never
 # forwarded again, so two replicas that each think the other leads cannot bounce it between them.
 FORWARDED_HEADER = "X-Aiops-Forwarded-By"
+REFUSED_DETAIL = "some alerts were not taken (the work queue is full); send them again"
 PayloadParser = Callable[[Any], "list[Alert]"]
 LeaderUrl = Callable[[], "str | None"]
 
@@ -144,8 +146,16 @@ class _WebhookHandler:
             log.info("webhook request rejected: %s", rejected.body.get("detail", rejected.outcome),
                      extra={"status": rejected.status})
             return web.json_response(rejected.body, status=rejected.status, headers=rejected.headers)
+        summary = _summary(alerts, updates)
+        if "refused" in summary:
+            # Alertmanager retries a 5xx: the re-send finds the taken alerts duplicates and the refused ones new.
+            self._metrics.webhook_requests.labels(outcome="refused").inc()
+            log.warning("webhook: %d of %d alerts refused (the work queue is full); answering 503",
+                        len(summary["refused"]), len(alerts))
+            return web.json_response({"error": "overloaded", "detail": REFUSED_DETAIL, **summary}, status=503,
+                                     headers={"Retry-After": "10"})
         self._metrics.webhook_requests.labels(outcome="accepted").inc()
-        return web.json_response(_summary(alerts, updates))
+        return web.json_response(summary)
 
     def _authorize(self, request: web.Request) -> None:
         if self._token is None:
@@ -200,6 +210,10 @@ def _decode(body: bytes) -> Any:
                                           "detail": f"body is not UTF-8 (byte {exc.start})"}) from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise _Rejected(400, "bad_json", {"error": "malformed JSON",
+                                          "detail": "nested too deeply (an Alertmanager body is 4 levels deep)"}) \
+            from None
     except json.JSONDecodeError as exc:
         raise _Rejected(400, "bad_json", {
             "error": "malformed JSON", "detail": f"{exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -208,11 +222,15 @@ def _decode(body: bytes) -> Any:
 
 def _summary(alerts: list[Alert], updates: list[IncidentUpdate]) -> dict[str, Any]:
     outcomes = Counter(u.outcome for u in updates)
-    incidents = list(dict.fromkeys(u.incident.id for u in updates if u.incident.id))
-    ignored = [u.extra.get("reason", "") for u in updates if u.outcome == "ignored"]
+    incidents = list(dict.fromkeys(u.incident.id for u in updates if u.incident.id and u.outcome != REFUSED))
+    ignored = [u.extra.get("reason", "") for u in updates if u.outcome == IGNORED]
     body: dict[str, Any] = {"received": len(alerts), "outcomes": dict(outcomes), "incidents": incidents}
     if ignored:
         body["ignored"] = ignored
+    refused = [{"index": i, "alert": a.name, "fingerprint": a.fingerprint}
+               for i, (a, u) in enumerate(zip(alerts, updates)) if u.outcome == REFUSED]
+    if refused:
+        body["refused"] = refused
     return body
 
 
