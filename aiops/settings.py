@@ -12,6 +12,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal, Optional
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -32,6 +33,31 @@ def _http_url(value: str | None) -> str | None:
 
 # An optional http(s) URL (Prometheus, Alertmanager, an OpenAI-compatible endpoint).
 HttpUrl = Annotated[Optional[str], AfterValidator(_http_url)]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_key(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of a base URL, or None when it is not a plain ``http(s)://host[:port][/]`` (user
+    info, a path, a query or a fragment are refused: a peer's base URL has none)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None \
+            or parts.password is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return parts.scheme, normal_host(parts.hostname), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def normal_host(host: str) -> str:
+    """An IP address in its canonical form (``::1`` for ``0:0::1``), a host name in lowercase."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower()
+
+
 # A DNS-1123 label: a namespace or Service name.
 _DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -70,7 +96,8 @@ class WebhookSettings(_Section):
     @classmethod
     def _peer_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for url in value:
-            _http_url(url)
+            if url_key(url) is None:
+                raise ValueError(f"{url!r} is not a base URL like http://10.0.0.5:8080 (no path, no user info)")
         return value
 
     @field_validator("listen")

@@ -32,7 +32,7 @@ class Agent:
     """A whole intake path: tracker -> receiver -> worker, behind a served webhook app."""
 
     def __init__(self, token: str | None = TOKEN, checks=None, leader_url=None, identity: str = "",
-                 max_queue: int = 1000, max_body: int = MAX_BODY, **app_options) -> None:
+                 max_queue: int = 1000, max_body: int = MAX_BODY, host: str = "127.0.0.1", **app_options) -> None:
         self.handled: list[str] = []
         self._lock = threading.Lock()
         self.gate = threading.Event()  # cleared: the handler waits (the queue fills up)
@@ -44,7 +44,7 @@ class Agent:
         self.readiness = Readiness(checks or {"prometheus": lambda: None}, timeout_seconds=0.5, cache_seconds=0)
         app = build_app(self.receiver, self.metrics, self.readiness, token, max_body, leader_url=leader_url,
                         identity=identity, forward_timeout=2.0, **app_options)
-        self.server = AgentServer(app, "127.0.0.1", 0).start()
+        self.server = AgentServer(app, host, 0).start()
         self.url = self.server.url
 
     def _handle(self, incident) -> None:

@@ -49,6 +49,7 @@ from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
+from aiops.serve.peers import peer_directory
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.priority import Triage
 from aiops.serve.probe import CollectorProbe
@@ -237,7 +238,7 @@ class Agent:
                 raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes,
                         leader_url=self.leadership.leader_url if parts.election is not None else None,
-                        identity=settings.leader_election.identity)
+                        identity=settings.leader_election.identity, peers=peer_directory(settings, parts.kube))
         if isinstance(parts.journal, (SqliteJournal, KubeJournal)):
             add_plan_routes(app, parts.journal, token, parts.clock, self._approved)
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
