@@ -200,6 +200,10 @@ class Agent:
         shows unfinished (a crash, or the previous leader dying mid-plan)."""
         self.parts = parts
         settings = parts.settings
+        if (refusal := settings.refusal_to_serve()) is not None:  # closed by default: before anything starts
+            raise InputError("config", refusal)
+        if (warning := settings.open_intake_warning()) is not None:
+            log.warning("%s", warning)
         self.metrics = parts.metrics
         self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces),
                                        alert_idle_seconds=settings.webhook.alert_idle_seconds)
@@ -225,10 +229,6 @@ class Agent:
         set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
         token = None
-        if (refusal := settings.refusal_to_serve()) is not None:
-            raise InputError("config", refusal)
-        if (warning := settings.open_intake_warning()) is not None:
-            log.warning("%s", warning)
         if settings.webhook.token_file:
             try:
                 token = settings.webhook.token_file.read_text().strip()
