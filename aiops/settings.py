@@ -6,17 +6,16 @@ A bad file is an ``InputError`` naming the file, the key and the reason (the CLI
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal, Optional
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aiops.domain.addresses import is_loopback, url_key
 from aiops.domain.errors import InputError
 from aiops.domain.plans import Mode
 from aiops.domain.signals import ALL_SIGNALS
@@ -33,31 +32,6 @@ def _http_url(value: str | None) -> str | None:
 
 # An optional http(s) URL (Prometheus, Alertmanager, an OpenAI-compatible endpoint).
 HttpUrl = Annotated[Optional[str], AfterValidator(_http_url)]
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def url_key(url: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, port)`` of a base URL, or None when it is not a plain ``http(s)://host[:port][/]`` (user
-    info, a path, a query or a fragment are refused: a peer's base URL has none)."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.username is not None \
-            or parts.password is not None or parts.path not in ("", "/") or parts.query or parts.fragment:
-        return None
-    return parts.scheme, normal_host(parts.hostname), port or _DEFAULT_PORTS[parts.scheme]
-
-
-def normal_host(host: str) -> str:
-    """An IP address in its canonical form (``::1`` for ``0:0::1``), a host name in lowercase."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        return host.lower()
-
-
 # A DNS-1123 label: a namespace or Service name.
 _DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -241,16 +215,6 @@ class GlmSettings(_Section):
 
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine can reach (``127.0.0.0/8``, ``::1``, ``localhost``)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve to anything
 
 
 def _default_identity() -> str:

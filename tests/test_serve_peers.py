@@ -10,7 +10,8 @@ import pytest
 from aiops.clients.kube import KubeError
 from aiops.domain.errors import InputError
 from aiops.serve.peers import ENDPOINTS_PATH, PeerDirectory, service_endpoints
-from aiops.settings import parse_settings, url_key
+from aiops.domain.addresses import url_key
+from aiops.settings import parse_settings
 
 
 class Clock:

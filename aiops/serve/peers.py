@@ -19,7 +19,8 @@ import time
 from typing import Callable, Iterable
 
 from aiops.clients.kube import KubeClient
-from aiops.settings import Settings, normal_host as _normal_host, url_key
+from aiops.domain.addresses import normal_host as _normal_host, url_key
+from aiops.settings import Settings
 
 log = logging.getLogger(__name__)
 
