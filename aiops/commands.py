@@ -70,6 +70,8 @@ def serve(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.advertise_url:
         settings = with_advertise_url(settings, args.advertise_url)
+    if (refusal := settings.refusal_to_serve()) is not None:
+        raise InputError(str(args.config), refusal)  # before anything starts: exit 2, one line
     configure_logging(settings.log_format)
     agent = Agent(build_parts(settings)).start()
     stop = threading.Event()
@@ -144,9 +146,12 @@ def record(args: argparse.Namespace) -> int:
 def validate(args: argparse.Namespace) -> int:
     from aiops.validate import validate_paths
 
-    problems, checked = validate_paths(args.paths)
+    warnings: list[str] = []
+    problems, checked = validate_paths(args.paths, warnings)
     for problem in problems:
         print(problem)
+    for warning in warnings:
+        print(f"warning: {warning}")
     print(f"{checked} file(s) checked, {len(problems)} problem(s)")
     return EXIT_PROBLEM if problems else EXIT_OK
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Optional
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from aiops.domain.addresses import is_loopback, url_key
 from aiops.domain.errors import InputError
 from aiops.domain.plans import Mode
 from aiops.domain.signals import ALL_SIGNALS
@@ -31,6 +32,8 @@ def _http_url(value: str | None) -> str | None:
 
 # An optional http(s) URL (Prometheus, Alertmanager, an OpenAI-compatible endpoint).
 HttpUrl = Annotated[Optional[str], AfterValidator(_http_url)]
+# A DNS-1123 label: a namespace or Service name.
+_DNS_LABEL = re.compile(r"^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class _Section(BaseModel):
@@ -38,9 +41,38 @@ class _Section(BaseModel):
 
 
 class WebhookSettings(_Section):
+    """The HTTP intake: where it listens, the bearer token Alertmanager (and the plans API) must present, and which
+    other replicas a follower may forward webhooks to.
+
+    ``peer_service`` names the agent's own Service (in ``leader_election.namespace``): a follower forwards (with the
+    bearer token) only to a leader whose advertised URL is a pod address among that Service's endpoints.
+    ``peer_urls`` lists peers' base URLs explicitly instead (or as well). With neither, a follower never forwards.
+    ``alert_idle_seconds``: a firing alert not delivered again for this long is dropped from its incident (its
+    ``resolved`` notification was lost), so a later firing is new work; keep it above Alertmanager's
+    ``repeat_interval`` (4 h by default), which re-sends every alert still firing.
+    """
+
     listen: str = "0.0.0.0:8080"
     token_file: Path | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    peer_service: str | None = None
+    peer_urls: tuple[str, ...] = ()
+    alert_idle_seconds: float = Field(default=18_000.0, gt=0)
+
+    @field_validator("peer_service")
+    @classmethod
+    def _service_name(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError("must be a Service name (lowercase DNS label: a-z, 0-9, '-', at most 63)")
+        return value
+
+    @field_validator("peer_urls")
+    @classmethod
+    def _peer_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if url_key(url) is None:
+                raise ValueError(f"{url!r} is not a base URL like http://10.0.0.5:8080 (no path, no user info)")
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -304,6 +336,23 @@ class Settings(_Section):
     def journal_namespace(self) -> str:
         """The namespace of the kubernetes journal: ``journal.namespace``, else the leader election's."""
         return self.journal.namespace or self.leader_election.namespace
+
+    def refusal_to_serve(self) -> str | None:
+        """Why ``aiops serve`` must not start with this config (None when it may): in ``mode: act``, a webhook
+        reachable beyond this host without ``webhook.token_file`` would let anyone post an alert that changes the
+        cluster."""
+        if self.mode is Mode.ACT and self.webhook.token_file is None and not is_loopback(self.webhook.host):
+            return (f"webhook.token_file: required in mode act when webhook.listen ({self.webhook.listen}) is not a "
+                    "loopback address (without it anyone who reaches the webhook can post alerts that change the "
+                    "cluster); set it, or listen on 127.0.0.1")
+        return None
+
+    def open_intake_warning(self) -> str | None:
+        """A warning for every other config without ``webhook.token_file`` (None when a token is set)."""
+        if self.webhook.token_file is not None:
+            return None
+        return (f"webhook.token_file is not set: anyone who reaches {self.webhook.listen} can post alerts and list "
+                "plans without a token")
 
 
 def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:

@@ -40,8 +40,9 @@ def _files(paths: Sequence[Path]) -> list[Path]:
     return out
 
 
-def validate_paths(paths: Sequence[Path]) -> tuple[list[str], int]:
-    """Check ``paths`` (default: the stock playbooks and rules). Returns (problems, number of files checked)."""
+def validate_paths(paths: Sequence[Path], warnings: list[str] | None = None) -> tuple[list[str], int]:
+    """Check ``paths`` (default: the stock playbooks and rules). Returns (problems, number of files checked);
+    what is allowed but unsafe (a config without a webhook token) is appended to ``warnings``."""
     paths = list(paths) or [STOCK_ROOT / "playbooks", STOCK_ROOT / "rules"]
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -58,7 +59,11 @@ def validate_paths(paths: Sequence[Path]) -> tuple[list[str], int]:
             elif kind == "rules":
                 rule_files.append(path)
             else:
-                load_settings(path)
+                settings = load_settings(path)
+                if (refusal := settings.refusal_to_serve()) is not None:
+                    problems.append(f"{path}: {refusal}")
+                elif (warning := settings.open_intake_warning()) is not None and warnings is not None:
+                    warnings.append(f"{path}: {warning}")
         except InputError as exc:
             problems.append(str(exc))
     if rule_files:

@@ -92,3 +92,48 @@ def test_diagnose_live_needs_namespace(capsys):
     code, _, err = run(capsys, "diagnose", "--prometheus", "http://127.0.0.1:9")
     assert code == 2
     assert "--namespace" in err
+
+
+# --- issue #13 defect 4: closed by default -------------------------------------------------------------------------
+
+def test_serve_in_act_mode_on_a_public_address_without_a_token_refuses_to_start(tmp_path, capsys):
+    config = tmp_path / "agent.yaml"
+    config.write_text("mode: act\nwebhook: {listen: '0.0.0.0:0'}\n")
+    code, out, err = run(capsys, "serve", "--config", str(config))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "webhook.token_file" in lines[0] and "agent.yaml" in lines[0]
+
+
+@pytest.mark.parametrize("text", [
+    "mode: act\n",                                              # the default listen address is 0.0.0.0
+    "mode: act\nwebhook: {listen: '10.1.2.3:8080'}\n",
+    "mode: act\nwebhook: {listen: '[::]:8080'}\n",
+])
+def test_validate_refuses_act_mode_reachable_beyond_the_host_without_a_token(tmp_path, capsys, text):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    code, out, _ = run(capsys, "validate", str(config))
+    assert code == 1
+    assert "webhook.token_file" in out and "config.yaml" in out and "1 problem(s)" in out
+
+
+@pytest.mark.parametrize("text", [
+    "mode: dry-run\n",
+    "mode: act\nwebhook: {listen: '127.0.0.1:8080'}\n",
+    "mode: act\nwebhook: {listen: 'localhost:8080'}\n",
+    "mode: act\nwebhook: {listen: '[::1]:8080'}\n",
+])
+def test_validate_warns_about_every_other_config_without_a_token(tmp_path, capsys, text):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    code, out, _ = run(capsys, "validate", str(config))
+    assert code == 0, out
+    assert "0 problem(s)" in out and "warning:" in out and "webhook.token_file is not set" in out
+
+
+def test_validate_is_quiet_about_a_config_with_a_token(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("mode: act\nwebhook: {token_file: token}\n")
+    code, out, _ = run(capsys, "validate", str(config))
+    assert code == 0 and "warning" not in out

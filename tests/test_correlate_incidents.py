@@ -209,3 +209,135 @@ def test_concurrent_ingest_opens_exactly_one_incident(tracker):
     assert outcomes.count("opened") == 1
     assert outcomes.count("updated") == 4
     assert outcomes.count("duplicate") == 35
+
+
+# --- issue #13 defect 5: the tracker never remembers what was not taken --------------------------------------------
+
+def test_a_refused_opening_leaves_nothing_behind_and_the_resend_opens(tracker):
+    a = alert("f1", namespace="shop", deployment="cart")
+    refused = tracker.ingest(a, admit=lambda update: False)
+    assert refused.outcome == "refused" and refused.extra["refused"] == "opened"
+    assert tracker.open_incidents() == [] and tracker.get(refused.incident.id) is None
+    taken = tracker.ingest(a, admit=lambda update: True)
+    assert taken.outcome == "opened" and taken.incident.id == refused.incident.id
+
+
+def test_a_refused_update_is_undone_exactly(tracker):
+    first = tracker.ingest(alert("f1", namespace="shop", deployment="cart"))
+    tracker.ingest(alert("f2", namespace="shop", deployment="cart"))
+    tracker.ingest(alert("f2", status="resolved", namespace="shop", deployment="cart"))
+    before = tracker.get(first.incident.id)
+    # f2 firing again (it had resolved) and a new f3: both refused, so both must be new work on the re-send
+    for fp in ("f2", "f3"):
+        update = tracker.ingest(alert(fp, namespace="shop", deployment="cart"), admit=lambda u: False)
+        assert update.outcome == "refused" and update.extra["refused"] == "updated"
+    assert tracker.get(first.incident.id) == before
+    assert tracker.ingest(alert("f2", status="resolved", namespace="shop", deployment="cart")).outcome == "duplicate"
+    assert [tracker.ingest(alert(fp, namespace="shop", deployment="cart")).outcome for fp in ("f2", "f3")] == \
+        ["updated", "updated"]
+
+
+def test_admit_sees_every_update_and_a_duplicate_is_never_refused_work(tracker):
+    seen: list[str] = []
+    a = alert("f1", namespace="shop", deployment="cart")
+    tracker.ingest(a, admit=lambda u: seen.append(u.outcome) or True)
+    tracker.ingest(a, admit=lambda u: seen.append(u.outcome) or True)
+    assert seen == ["opened", "duplicate"]
+
+
+def test_refused_anomalies_are_undone_so_the_next_cycle_is_new_work(tracker):
+    [refused] = tracker.add_anomalies([anomaly("cart", "memory")], admit=lambda u: False)
+    assert refused.outcome == "refused" and tracker.open_incidents() == []
+    [opened] = tracker.add_anomalies([anomaly("cart", "memory")], admit=lambda u: True)
+    assert opened.outcome == "opened"
+    [refused] = tracker.add_anomalies([anomaly("cart", "cpu")], admit=lambda u: False)
+    assert refused.outcome == "refused" and refused.extra["refused"] == "updated"
+    assert [a.signal for a in tracker.get(opened.incident.id).anomalies] == ["memory"]
+    assert [u.outcome for u in tracker.add_anomalies([anomaly("cart", "cpu")])] == ["updated"]
+
+
+def test_forget_drops_an_incident_so_its_alerts_are_new_work_again(tracker):
+    a = alert("f1", namespace="shop", deployment="cart")
+    opened = tracker.ingest(a)
+    assert tracker.ingest(a).outcome == "duplicate"
+    assert tracker.forget(opened.incident.id)
+    assert tracker.get(opened.incident.id) is None and not tracker.forget(opened.incident.id)
+    assert tracker.ingest(a).outcome == "opened"
+
+
+def test_a_firing_alert_never_delivered_again_expires_and_a_later_firing_is_new_work():
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, alert_idle_seconds=3600, resolved_ttl_seconds=60)
+    a = alert("f1", namespace="shop", deployment="cart")
+    b = alert("f2", namespace="shop", deployment="cart")
+    opened = tracker.ingest(a)
+    clock.t += 3000
+    assert tracker.ingest(b).outcome == "updated"
+    assert tracker.ingest(a).outcome == "duplicate"  # a re-send: still firing, its idle time starts again
+    clock.t += 3599
+    assert tracker.expire() == []
+    clock.t += 1  # b was last delivered 3600 s ago, a 3600 s ago too
+    [closed] = tracker.expire()
+    assert closed.outcome == "resolved" and closed.incident.id == opened.incident.id
+    assert closed.extra == {"reason": "alerts idle"}
+    assert tracker.open_incidents() == []
+    clock.t += 61
+    tracker.expire()
+    again = tracker.ingest(a)
+    assert again.outcome == "opened"
+
+
+def test_an_idle_alert_leaves_its_incident_while_the_others_keep_it_open():
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, alert_idle_seconds=100)
+    tracker.ingest(alert("f1", namespace="shop", deployment="cart"))
+    clock.t += 60
+    tracker.ingest(alert("f2", namespace="shop", deployment="cart"))
+    clock.t += 40
+    assert tracker.expire() == []
+    [incident] = tracker.open_incidents()
+    assert [a.fingerprint for a in incident.alerts] == ["f2"]
+    assert tracker.ingest(alert("f1", namespace="shop", deployment="cart")).outcome == "updated"
+
+
+def test_memory_stays_bounded_under_churn():
+    from aiops.correlate.incidents import MAX_RESOLVED_FINGERPRINTS
+
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, alert_idle_seconds=100, resolved_ttl_seconds=100)
+    tracker.ingest(alert("keep", namespace="shop", deployment="cart"))
+    for n in range(MAX_RESOLVED_FINGERPRINTS + 50):  # one long incident, many alerts that came and went
+        tracker.ingest(alert(f"f{n}", namespace="shop", deployment="cart"))
+        tracker.ingest(alert(f"f{n}", status="resolved", namespace="shop", deployment="cart"))
+    record = next(iter(tracker._open.values()))
+    assert len(record.resolved_fingerprints) == MAX_RESOLVED_FINGERPRINTS
+    for n in range(200):  # many workloads whose resolved never arrives
+        tracker.ingest(alert("x", namespace="shop", deployment=f"w{n}"))
+    clock.t += 201
+    tracker.expire()
+    assert tracker.open_count == 0 and len(tracker._resolved) == 201  # closed, remembered for the TTL ...
+    clock.t += 100
+    tracker.expire()
+    assert tracker._resolved == {}  # ... then forgotten
+
+
+@pytest.mark.parametrize("labels, label", [
+    ({"namespace": "Shop", "deployment": "cart"}, "namespace"),
+    ({"namespace": "shop", "deployment": "cart/../x"}, "deployment"),
+    ({"namespace": "shop", "workload": "Cart"}, "workload"),
+    ({"namespace": "shop", "service": "a b"}, "service"),
+    ({"namespace": "shop", "deployment": "cart", "pod": "p,q"}, "pod"),
+    ({"namespace": "shop", "deployment": "c" * 254}, "deployment"),
+])
+def test_labels_that_name_kubernetes_objects_must_be_valid_names(labels, label):
+    owner = owner_of(labels)
+    assert not owner.found and f"label {label}=" in owner.reason
+
+
+@pytest.mark.parametrize("labels", [
+    {"namespace": "shop", "deployment": "cart.v2"},
+    {"namespace": "shop", "app": "cart", "service": "Not Used"},
+    {"namespace": "s" * 63, "workload": "w" * 253},
+])
+def test_valid_kubernetes_names_are_accepted(labels):
+    assert owner_of(labels).found

@@ -83,8 +83,12 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     # retrain-detector touches no cluster object at all.
     assert act == {("apps", "deployments", "patch"), ("apps", "deployments/scale", "patch"),
                    ("", "services", "patch"), ("", "pods", "patch"), ("", "events", "create")}
-    assert granted(lease_rules) == {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")}
-    assert all(r.get("resourceNames") == ["aiops-leader"] for r in lease_rules if "create" not in r["verbs"])
+    # the Lease, and the agent's own Service's Endpoints (a follower forwards only to a pod listed there)
+    assert granted(lease_rules) == {("coordination.k8s.io", "leases", v) for v in ("get", "update", "create")} | {
+        ("", "endpoints", "get")}
+    assert all(r.get("resourceNames") == ["aiops-leader"] for r in lease_rules
+               if "create" not in r["verbs"] and r["resources"] == ["leases"])
+    assert [r.get("resourceNames") for r in lease_rules if r["resources"] == ["endpoints"]] == [["aiops"]]
     every_rule = [r for o in by_kind(objects, "ClusterRole") + by_kind(objects, "Role") for r in o["rules"]]
     assert not any("*" in r["apiGroups"] + r["resources"] + r["verbs"] for r in every_rule)
     assert not any("secrets" in r["resources"] for r in every_rule)
@@ -340,3 +344,46 @@ def test_models_pvc_puts_the_registry_on_the_claim_the_retrain_job_writes(tmp_pa
         rendered[deployment]["spec"]["template"]["spec"]["volumes"] = {
             name: v for name, v in volumes_of(rendered[deployment]).items() if name != "models"}
     assert kust == plain
+
+
+# --- issue #13 defect 13: forwarding goes to the agent's own pods only, and egress is what the agent needs ----------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_followers_verify_the_leader_against_their_own_services_endpoints(mode):
+    objects = render.kustomize(render.KUSTOMIZE / "overlays" / mode)
+    cms = {cm["metadata"]["name"].rsplit("-", 1)[0]: cm["data"] for cm in by_kind(objects, "ConfigMap")}
+    settings = parse_settings(yaml.safe_load(cms["aiops-config"]["config.yaml"]), where="config.yaml")
+    service = one(objects, "Service", settings.webhook.peer_service)
+    assert service["metadata"]["namespace"] == settings.leader_election.namespace
+    role = one(objects, "Role", "aiops-leader")
+    assert role["metadata"]["namespace"] == settings.leader_election.namespace
+    assert {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": [service["metadata"]["name"]],
+            "verbs": ["get"]} in role["rules"]
+    helm = render.helm_template(release="ops", namespace="ops-ns", values={"mode": mode})
+    config = yaml.safe_load(one(helm, "ConfigMap", "ops-config")["data"]["config.yaml"])
+    assert config["webhook"]["peer_service"] == "ops" and one(helm, "Service", "ops")
+    assert {"apiGroups": [""], "resources": ["endpoints"], "resourceNames": ["ops"], "verbs": ["get"]} in \
+        one(helm, "Role", "ops-leader")["rules"]
+
+
+def test_network_policy_egress_names_every_destination():
+    """Every egress rule names where it goes: nothing to any host (the old 443/6443 rule let a forged leader URL
+    carry the bearer token anywhere), the API server by address, no route to the internet."""
+    spec = one(render.kustomize(render.KUSTOMIZE / "overlays" / "act"), "NetworkPolicy", "aiops")["spec"]
+    assert all(rule.get("to") for rule in spec["egress"]), "an egress rule without `to` allows any host"
+    blocks = [peer["ipBlock"] for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer]
+    assert blocks and all(not b["cidr"].endswith("/0") for b in blocks)
+    api_rule = next(r for r in spec["egress"] if any("ipBlock" in peer for peer in r["to"]))
+    assert {p["port"] for p in api_rule["ports"]} == {443, 6443}
+    monitoring = {p["port"] for r in spec["egress"] for peer in r["to"]
+                  if peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                  == "monitoring" for p in r["ports"]}
+    assert monitoring == {9090, 9093}  # Prometheus, Alertmanager (silences)
+
+
+def test_helm_refuses_a_network_policy_without_the_api_servers_address():
+    with pytest.raises(render.RenderError, match="apiServerCIDRs"):
+        render.helm_template(values={"networkPolicy.apiServerCIDRs": "null"})
+    narrowed = render.helm_template(values={"networkPolicy.apiServerCIDRs": "{172.18.0.2/32}"})
+    egress = one(narrowed, "NetworkPolicy", "aiops")["spec"]["egress"]
+    assert [peer["ipBlock"]["cidr"] for r in egress for peer in r["to"] if "ipBlock" in peer] == ["172.18.0.2/32"]

@@ -45,6 +45,7 @@ from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
 from aiops.serve.agent import open_journal
 from aiops.serve.drift_check import DETECTOR_KIND
+from aiops.serve.peers import PeerDirectory, service_endpoints
 from aiops.settings import Settings, parse_settings
 from aiops.sim.clock import SimClock
 from tests.support import kubestack, render
@@ -410,6 +411,27 @@ def test_agent_holds_its_own_lease_and_no_other(rbac_stack, act_install):
         assert forbidden(lambda: leases.read_namespaced_lease("someone-else", AGENT_NS))  # ...but nothing more
         assert forbidden(lambda: leases.delete_namespaced_lease("aiops-leader", AGENT_NS))
         assert forbidden(lambda: leases.create_namespaced_lease(SCOPE_NS, {**other, "metadata": {"name": "l"}}))
+
+
+def test_agent_reads_its_own_services_endpoints_to_verify_peers_and_no_others(rbac_stack, act_install, agent_kube):
+    """Issue #13 defect 13: a follower forwards only to a pod among its own Service's endpoints."""
+    settings = act_install.settings
+    namespace, service = settings.leader_election.namespace, settings.webhook.peer_service
+    read = service_endpoints(agent_kube, namespace, service)
+    pairs = wait_until(lambda: [read()], 30, "the endpoints controller writes aiops's Endpoints")[0]
+    peers = PeerDirectory(endpoints=read)
+    for ip, port in pairs:  # the agent pods the fake kubelet runs, if it gave them addresses
+        assert peers.verified_url(f"http://{ip}:{port}")
+    assert peers.verified_url("http://203.0.113.9:8080") is None
+    admin = rbac_stack.client()
+    other = {"metadata": {"name": "not-aiops"}, "subsets": [{"addresses": [{"ip": "10.9.0.7"}],
+                                                             "ports": [{"port": 8080}]}]}
+    try:
+        admin.request("POST", "/api/v1/namespaces/{namespace}/endpoints", {"namespace": namespace}, other)
+    finally:
+        admin.close()
+    assert forbidden(service_endpoints(agent_kube, namespace, "not-aiops"))
+    assert forbidden(service_endpoints(agent_kube, SCOPE_NS, service))
 
 
 def test_agent_is_refused_secrets_namespace_deletion_and_namespaces_out_of_scope(rbac_stack, act_install,

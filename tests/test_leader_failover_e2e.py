@@ -151,7 +151,9 @@ def test_an_alert_posted_to_the_follower_process_reaches_the_leader(kube_real, t
     b = None
     try:
         wait_until(lambda: a.election()["state"] == "leader", 60, "serve-a leads")
-        b = ServeProcess(kube_real, tmp_path, namespace, "serve-b", advertise=True)
+        # serve-a is a verified peer of serve-b (issue #13: never forward the token to an unverified URL)
+        b = ServeProcess(kube_real, tmp_path, namespace, "serve-b", advertise=True,
+                         extra={"webhook": {"peer_urls": [a.url]}})
         wait_until(lambda: b.election()["holder_url"] == a.url, 60, "serve-b reads serve-a's URL from the Lease")
         response = requests.post(f"{b.url}/webhook/alertmanager", json=alert_payload("shop", "cart", time.time() - 60),
                                  timeout=HTTP_TIMEOUT)

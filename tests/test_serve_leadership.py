@@ -49,12 +49,13 @@ class RecordingPipeline:
                                decision=SimpleNamespace(reason="recorded"))
 
 
-def agent_settings(kube, tmp_path: Path, ns: str, identity: str, port: int = 0) -> Settings:
-    """``port`` given: the agent listens there and advertises that URL in the Lease (followers forward to it)."""
+def agent_settings(kube, tmp_path: Path, ns: str, identity: str, port: int = 0, peers: tuple = ()) -> Settings:
+    """``port`` given: the agent listens there and advertises that URL in the Lease (followers forward to it when
+    it is among their ``peers``)."""
     token_file = tmp_path / f"kube-token-{identity}"
     token_file.write_text(kube.token)
     return Settings(
-        webhook=WebhookSettings(listen=f"127.0.0.1:{port}"),
+        webhook=WebhookSettings(listen=f"127.0.0.1:{port}", peer_urls=peers),
         kubernetes=KubernetesSettings(host=kube.url, token_file=token_file, verify_ssl=False),
         state_dir=tmp_path / identity,
         leader_election=LeaderElectionSettings(enabled=True, namespace=ns, identity=identity,
@@ -63,10 +64,11 @@ def agent_settings(kube, tmp_path: Path, ns: str, identity: str, port: int = 0) 
                                                advertise_url=f"http://127.0.0.1:{port}" if port else None))
 
 
-def make_agent(kube, tmp_path, ns, identity, port: int = 0) -> tuple[Agent, RecordingPipeline, list[float]]:
+def make_agent(kube, tmp_path, ns, identity, port: int = 0,
+               peers: tuple = ()) -> tuple[Agent, RecordingPipeline, list[float]]:
     """An agent whose pipeline records instead of diagnosing; ``on_elected`` calls are counted."""
     elected: list[float] = []
-    agent = Agent(build_parts(agent_settings(kube, tmp_path, ns, identity, port)),
+    agent = Agent(build_parts(agent_settings(kube, tmp_path, ns, identity, port, peers)),
                   on_elected=lambda: elected.append(time.monotonic()))
     agent.runner = agent.parts.pipeline.runner  # the real runner, kept to check its client is fenced
     pipeline = RecordingPipeline()
@@ -138,8 +140,10 @@ def test_follower_holds_incidents_and_handles_them_after_taking_over(kube, ns, t
 
 
 def test_behind_one_service_a_follower_forwards_webhooks_to_the_leader(kube, ns, tmp_path):
-    a, a_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-a", port=free_port())
-    b, b_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-b", port=free_port())
+    port_a, port_b = free_port(), free_port()
+    # each is the other's verified peer (issue #13: the token goes to verified peers only)
+    a, a_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-a", port=port_a, peers=(f"http://127.0.0.1:{port_b}",))
+    b, b_pipeline, _ = make_agent(kube, tmp_path, ns, "agent-b", port=port_b, peers=(f"http://127.0.0.1:{port_a}",))
     a.start()
     crashed = False
     try:

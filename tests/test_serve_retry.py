@@ -69,3 +69,12 @@ def test_dependency_failures_are_told_from_incident_problems():
     assert not is_dependency_failure(KubeError(409, "Conflict", ""))
     assert not is_dependency_failure(KubeError(404, "NotFound", ""))
     assert not is_dependency_failure(ValueError("bad incident"))
+
+
+def test_giving_up_calls_on_give_up_once_so_the_incident_can_be_forgotten():
+    given_up: list[tuple[str, str]] = []
+    deferred = DeferredIncidents(max_attempts=2, clock=Clock(), on_give_up=lambda i, why: given_up.append((i, why)))
+    assert deferred.defer("a", "first")
+    assert given_up == []
+    assert not deferred.defer("a", "second")
+    assert given_up == [("a", "second")] and len(deferred) == 0

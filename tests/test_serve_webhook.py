@@ -16,6 +16,7 @@ from aiops.serve.readiness import Readiness
 from aiops.serve.server import AgentServer
 from aiops.serve.webhook import WEBHOOK_PATH, build_app
 from aiops.serve.worker import IncidentWorker, QueueingReceiver
+from tests.support.polling import wait_until
 
 FIXTURES = Path("/work/shared/fixtures/alertmanager")
 TOKEN = "s3cret-token"
@@ -30,20 +31,24 @@ class WallClock:
 class Agent:
     """A whole intake path: tracker -> receiver -> worker, behind a served webhook app."""
 
-    def __init__(self, token: str | None = TOKEN, checks=None, leader_url=None, identity: str = "") -> None:
+    def __init__(self, token: str | None = TOKEN, checks=None, leader_url=None, identity: str = "",
+                 max_queue: int = 1000, max_body: int = MAX_BODY, host: str = "127.0.0.1", **app_options) -> None:
         self.handled: list[str] = []
         self._lock = threading.Lock()
+        self.gate = threading.Event()  # cleared: the handler waits (the queue fills up)
+        self.gate.set()
         self.metrics = AgentMetrics()
         self.tracker = IncidentTracker(WallClock())
-        self.worker = IncidentWorker(self._handle, metrics=self.metrics).start()
+        self.worker = IncidentWorker(self._handle, max_queue=max_queue, metrics=self.metrics).start()
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
         self.readiness = Readiness(checks or {"prometheus": lambda: None}, timeout_seconds=0.5, cache_seconds=0)
-        app = build_app(self.receiver, self.metrics, self.readiness, token, MAX_BODY, leader_url=leader_url,
-                        identity=identity, forward_timeout=2.0)
-        self.server = AgentServer(app, "127.0.0.1", 0).start()
+        app = build_app(self.receiver, self.metrics, self.readiness, token, max_body, leader_url=leader_url,
+                        identity=identity, forward_timeout=2.0, **app_options)
+        self.server = AgentServer(app, host, 0).start()
         self.url = self.server.url
 
     def _handle(self, incident) -> None:
+        self.gate.wait(10)
         with self._lock:
             self.handled.append(incident.id)
 
@@ -236,3 +241,105 @@ def test_readyz_ok_when_all_checks_pass(agent):
     response = requests.get(agent.url + "/readyz", timeout=5)
     assert response.status_code == 200
     assert response.json() == {"ready": True, "checks": {"prometheus": "ok"}}
+
+
+# --- issue #13: nothing lost quietly, bad input named ---------------------------------------------------------------
+
+def payload_for(workloads: list[str], namespace: str = "shop") -> bytes:
+    """One Alertmanager body with a firing alert per workload (distinct fingerprints)."""
+    alerts = [{"status": "firing", "labels": {"alertname": "HighErrorRate", "namespace": namespace,
+                                               "deployment": w},
+               "startsAt": "2026-11-27T18:10:27Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": f"fp-{w}"}
+              for w in workloads]
+    return json.dumps({"version": "4", "status": "firing", "alerts": alerts}).encode()
+
+
+def test_alerts_the_full_queue_refuses_are_answered_503_and_taken_when_resent():
+    """1005 alerts into a queue of 1000 used to answer 200, drop 5, and call their re-sends duplicates."""
+    a = Agent(max_queue=1000, max_body=1 << 20)
+    try:
+        a.gate.clear()  # the worker is busy: nothing leaves the queue
+        assert a.post(payload_for(["first"])).status_code == 200
+        wait_until(lambda: a.worker.pending == 1 and a.tracker.open_count == 1, 5, "the worker holds 'first'")
+        workloads = [f"w{n}" for n in range(1005)]
+        body = payload_for(workloads)
+        response = a.post(body)
+        assert response.status_code == 503, response.text
+        answer = response.json()
+        assert answer["outcomes"] == {"opened": 1000, "refused": 5}
+        assert [r["fingerprint"] for r in answer["refused"]] == [f"fp-w{n}" for n in range(1000, 1005)]
+        assert len(answer["incidents"]) == 1000
+        # nothing of the refused alerts is remembered
+        assert a.tracker.open_count == 1001
+        text = requests.get(a.url + "/metrics", timeout=5).text
+        assert 'aiops_webhook_requests_total{outcome="refused"} 1.0' in text
+
+        a.gate.set()
+        assert a.worker.drain(30)
+        again = a.post(body)  # Alertmanager retries the whole group after the 503
+        assert again.status_code == 200, again.text
+        assert again.json()["outcomes"] == {"duplicate": 1000, "opened": 5}
+        assert a.worker.drain(30)
+        assert len(set(a.handled)) == len(a.handled) == 1006  # every alert's incident handled, once
+    finally:
+        a.gate.set()
+        a.close()
+
+
+def test_a_refused_update_leaves_the_incident_as_it_was():
+    a = Agent(max_queue=1)
+    try:
+        a.gate.clear()
+        first = a.post(payload_for(["cart"])).json()["incidents"]
+        wait_until(lambda: a.worker.pending == 1, 5, "the worker holds the first update")
+        assert a.post(payload_for(["other"])).status_code == 200  # fills the queue (one waiting)
+        second_alert = json.loads(payload_for(["cart"]))
+        second_alert["alerts"][0]["labels"]["alertname"] = "HighLatency"
+        second_alert["alerts"][0]["fingerprint"] = "fp-cart-latency"
+        refused = a.post(json.dumps(second_alert))
+        assert refused.status_code == 503
+        assert refused.json()["outcomes"] == {"refused": 1}
+        assert [x.name for x in a.tracker.get(first[0]).alerts] == ["HighErrorRate"]
+        a.gate.set()
+        assert a.worker.drain(10)
+        taken = a.post(json.dumps(second_alert))
+        assert taken.status_code == 200 and taken.json()["outcomes"] == {"updated": 1}
+    finally:
+        a.gate.set()
+        a.close()
+
+
+def test_deeply_nested_json_is_400_and_the_server_survives(agent):
+    response = agent.post(b'{"alerts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert response.status_code in (400, 413)  # the default body limit may say it first
+    big = Agent(max_body=1 << 20)
+    try:
+        response = big.post(b"[" * 200_000 + b"]" * 200_000)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "malformed JSON" and "nested too deeply" in response.json()["detail"]
+        assert big.healthy()
+        assert big.post(fixture_body("HighLatency_firing")).status_code == 200
+    finally:
+        big.close()
+
+
+@pytest.mark.parametrize("labels, named", [
+    ({"namespace": "Shop", "deployment": "cart"}, "namespace"),
+    ({"namespace": "shop/../kube-system", "deployment": "cart"}, "namespace"),
+    ({"namespace": "shop", "deployment": "cart,frontend"}, "deployment"),
+    ({"namespace": "shop", "deployment": "../../secrets"}, "deployment"),
+    ({"namespace": "shop", "workload": "cart", "deployment": "x=y"}, "deployment"),
+    ({"namespace": "shop", "app": "My App"}, "app"),
+    ({"namespace": "shop", "pod": "cart-7d9f8b6c5d-x2k4p/exec"}, "pod"),
+    ({"namespace": "s" * 64, "deployment": "cart"}, "namespace"),
+])
+def test_label_values_that_are_not_kubernetes_names_are_skipped_with_the_label_named(agent, labels, named):
+    alert = {"status": "firing", "labels": {"alertname": "HighErrorRate", **labels}}
+    good = {"status": "firing", "labels": {"alertname": "HighErrorRate", "namespace": "shop", "deployment": "ok"}}
+    response = agent.post(json.dumps({"version": "4", "status": "firing", "alerts": [alert, good]}))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["outcomes"] == {"ignored": 1, "opened": 1}
+    (reason,) = body["ignored"]
+    assert f"label {named}=" in reason and "not a valid" in reason
+    assert [i.target.name for i in agent.tracker.open_incidents()] == ["ok"]

@@ -50,6 +50,7 @@ from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
 from aiops.serve.approvers import load_approvers
+from aiops.serve.peers import peer_directory
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.priority import Triage
 from aiops.serve.probe import CollectorProbe
@@ -200,8 +201,13 @@ class Agent:
         shows unfinished (a crash, or the previous leader dying mid-plan)."""
         self.parts = parts
         settings = parts.settings
+        if (refusal := settings.refusal_to_serve()) is not None:  # closed by default: before anything starts
+            raise InputError("config", refusal)
+        if (warning := settings.open_intake_warning()) is not None:
+            log.warning("%s", warning)
         self.metrics = parts.metrics
-        self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces))
+        self.tracker = IncidentTracker(parts.clock, namespaces=tuple(settings.kubernetes.namespaces),
+                                       alert_idle_seconds=settings.webhook.alert_idle_seconds)
         self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
         # A restore watch lasts minutes: it runs on its own thread, so the queue keeps moving meanwhile.
         parts.pipeline.runner.restore_watch = _in_background
@@ -216,7 +222,7 @@ class Agent:
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
         parts.pipeline.runner.store = self.journal_guard
         self.journal_guard.on_recover(self._dependency_back)
-        self.deferred = DeferredIncidents()
+        self.deferred = DeferredIncidents(on_give_up=self._given_up)
         self.breaker = DependencyBreaker()
         self._was_ready: bool | None = None
         self.readiness = Readiness({"prometheus": self._check_prometheus, "kubernetes": self._check_kubernetes,
@@ -233,7 +239,7 @@ class Agent:
                 raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes,
                         leader_url=self.leadership.leader_url if parts.election is not None else None,
-                        identity=settings.leader_election.identity)
+                        identity=settings.leader_election.identity, peers=peer_directory(settings, parts.kube))
         # Approvers have their own tokens (never the webhook's): read now, so a bad file stops the start.
         approvers = load_approvers(settings.approvals.token_file, webhook_token=token)
         if isinstance(parts.journal, (SqliteJournal, KubeJournal)):
@@ -339,6 +345,13 @@ class Agent:
         if kept:
             log.warning("incident handling failed (%s: %s); it will be tried again", type(exc).__name__, exc,
                         extra={"incident": incident.id})
+
+    def _given_up(self, incident_id: str, reason: str) -> None:
+        # Forget it, or its alerts would stay duplicates forever: Alertmanager's next re-send is new work.
+        if self.tracker.forget(incident_id):
+            log.warning("incident forgotten after giving up (%s); a re-sent alert opens it again", reason,
+                        extra={"incident": incident_id})
+        self.metrics.incidents_open.set(self.tracker.open_count)
 
     def _on_readiness(self, ready: bool, checks: dict[str, str]) -> None:
         self.metrics.record_readiness(ready, checks)

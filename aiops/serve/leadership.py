@@ -65,17 +65,21 @@ class LeadershipGate:
         """True when the incident may be handled now; otherwise it is held until this agent leads."""
         if self.is_leader:
             return True
+        dropped: list[str] = []
         with self._lock:
             self._held[incident.id] = incident
             self._held.move_to_end(incident.id)
             while len(self._held) > self._max_held:
-                dropped, _ = self._held.popitem(last=False)
-                log.warning("follower backlog full: dropped the oldest held incident", extra={"incident": dropped})
+                dropped.append(self._held.popitem(last=False)[0])
             self._metrics.incidents_held.set(len(self._held))
-            if self.is_leader:  # leadership arrived meanwhile and the take-over may have missed this one
+            leads = self.is_leader
+            if leads:  # leadership arrived meanwhile and the take-over may have missed this one
                 self._held.pop(incident.id, None)
                 self._metrics.incidents_held.set(len(self._held))
-                return True
+        for incident_id in dropped:
+            self._forget(incident_id, "follower backlog full: dropped the oldest held incident")
+        if leads:
+            return True
         log.info("follower: holding incident until this agent leads (%s)", self.why_not(),
                  extra={"incident": incident.id})
         return False
@@ -134,5 +138,10 @@ class LeadershipGate:
             self._metrics.incidents_held.set(0)
         for incident in held:
             current = self._tracker.get(incident.id)
-            if current is not None and current.status is IncidentStatus.OPEN:
-                self._submit(current)
+            if current is not None and current.status is IncidentStatus.OPEN and not self._submit(current):
+                self._forget(current.id, "the work queue refused a held incident on taking over")
+
+    def _forget(self, incident_id: str, why: str) -> None:
+        """An incident that will not be handled must not stay known, or its alerts' re-sends are duplicates."""
+        self._tracker.forget(incident_id)
+        log.warning("%s; it is forgotten, so a re-sent alert opens it again", why, extra={"incident": incident_id})

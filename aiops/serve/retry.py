@@ -3,8 +3,9 @@ unwritable), kept so the agent tries them again by itself instead of waiting for
 breaker that stops trying new ones while such a dependency is known to be down.
 
 Each failure pushes the next try back (10 s, 20 s, 40 s ... at most 5 min); after ``max_attempts`` failures the
-incident is given up (logged), so a bug that fails every time cannot loop forever. A forced retry (a dependency
-came back) ignores the back-off.
+incident is given up (logged, and ``on_give_up`` called: the agent then forgets the incident, so Alertmanager's
+next re-send of its alerts is new work instead of a duplicate nobody handles), so a bug that fails every time
+cannot loop forever. A forced retry (a dependency came back) ignores the back-off.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class DeferredIncidents:
     """A thread-safe set of incident ids waiting for another try, with exponential back-off."""
 
     def __init__(self, max_attempts: int = MAX_ATTEMPTS, first_delay: float = FIRST_DELAY_SECONDS,
-                 max_delay: float = MAX_DELAY_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_delay: float = MAX_DELAY_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 on_give_up: Callable[[str, str], None] | None = None) -> None:
+        self._on_give_up = on_give_up
         self._max_attempts = max_attempts
         self._first_delay = first_delay
         self._max_delay = max_delay
@@ -47,18 +50,23 @@ class DeferredIncidents:
         self._entries: dict[str, _Entry] = {}
 
     def defer(self, incident_id: str, reason: str) -> bool:
-        """Remember a failed try; False (and forgotten) when the incident has failed ``max_attempts`` times."""
+        """Remember a failed try; False (forgotten, and ``on_give_up(id, reason)`` called) when the incident has
+        failed ``max_attempts`` times."""
         with self._lock:
             entry = self._entries.get(incident_id)
             attempts = (entry.attempts if entry else 0) + 1
-            if attempts >= self._max_attempts:
+            given_up = attempts >= self._max_attempts
+            if given_up:
                 self._entries.pop(incident_id, None)
-                log.error("giving up on incident after %d failed tries: %s", attempts, reason,
-                          extra={"incident": incident_id})
-                return False
-            delay = min(self._max_delay, self._first_delay * 2 ** (attempts - 1))
-            self._entries[incident_id] = _Entry(reason, attempts, self._clock() + delay)
+            else:
+                delay = min(self._max_delay, self._first_delay * 2 ** (attempts - 1))
+                self._entries[incident_id] = _Entry(reason, attempts, self._clock() + delay)
+        if not given_up:
             return True
+        log.error("giving up on incident after %d failed tries: %s", attempts, reason, extra={"incident": incident_id})
+        if self._on_give_up is not None:  # outside the lock: it may take other locks (the tracker's)
+            self._on_give_up(incident_id, reason)
+        return False
 
     def done(self, incident_id: str) -> None:
         """The incident was handled (or closed): stop retrying it."""

@@ -4,8 +4,11 @@ Every bad request gets a JSON answer naming what was wrong and the server keeps 
 correlates and queues, so the webhook answers fast and the heavy diagnose/act work runs elsewhere.
 
 Behind one Service, Alertmanager reaches any replica. A follower forwards a valid request, unchanged, to the leader
-the Lease names (one hop: a forwarded request is never forwarded again) and answers with the leader's answer; when
-no leader is known or it cannot be reached, it takes the alerts itself (and holds what it cannot act on yet).
+the Lease names, but only when that URL is a verified peer (``serve.peers``: a pod of the agent's own Service, or
+a URL configured explicitly), so a forged Lease annotation cannot collect the bearer token. It answers with the
+leader's answer; when no verified leader is known or it cannot be reached, it takes the alerts itself (and holds
+what it cannot act on yet). One hop only: a request a verified peer forwarded is never forwarded again, while the
+same header from anyone else is ignored (it must not pin alerts on a follower).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import aiohttp
 from aiohttp import web
 
 from aiops.collect.alertmanager import parse_webhook
+from aiops.correlate.incidents import IGNORED, REFUSED
 from aiops.domain.alerts import Alert
 from aiops.domain.errors import InputError
 from aiops.domain.incident import IncidentUpdate
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.peers import PeerDirectory
 from aiops.serve.readiness import Readiness
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,7 @@ WEBHOOK_PATH = "/webhook/alertmanager"
 # Set on a request one replica forwards to the leader (its identity as the value): such a request is never
 # forwarded again, so two replicas that each think the other leads cannot bounce it between them.
 FORWARDED_HEADER = "X-Aiops-Forwarded-By"
+REFUSED_DETAIL = "some alerts were not taken (the work queue is full); send them again"
 PayloadParser = Callable[[Any], "list[Alert]"]
 LeaderUrl = Callable[[], "str | None"]
 
@@ -45,13 +51,15 @@ class AlertReceiver(Protocol):
 
 def build_app(receiver: AlertReceiver, metrics: AgentMetrics, readiness: Readiness, token: str | None,
               max_body_bytes: int, *, parse: PayloadParser = parse_webhook, leader_url: LeaderUrl | None = None,
-              identity: str = "", forward_timeout: float = 5.0) -> web.Application:
+              identity: str = "", forward_timeout: float = 5.0, peers: PeerDirectory | None = None) -> web.Application:
     """The aiohttp application. ``token`` turns on bearer auth for the webhook; ``parse`` turns the JSON body
     into alerts and raises ``InputError`` on a wrong shape. ``leader_url`` returns the leader's base URL while
-    this agent follows (None while it leads): requests are then forwarded there, as ``identity``."""
+    this agent follows (None while it leads): requests are then forwarded there, as ``identity``, when ``peers``
+    verifies it (without ``peers`` nothing is verified, so nothing is forwarded)."""
     # client_max_size makes aiohttp itself refuse bigger bodies, which also covers chunked uploads.
     app = web.Application(client_max_size=max_body_bytes)
-    forwarder = _LeaderForwarder(leader_url, identity, forward_timeout, metrics) if leader_url else None
+    forwarder = _LeaderForwarder(leader_url, identity, forward_timeout, metrics, peers or PeerDirectory()) \
+        if leader_url else None
     handler = _WebhookHandler(receiver, metrics, token, max_body_bytes, parse, forwarder)
     if forwarder is not None:
         app.on_cleanup.append(forwarder.close)
@@ -77,17 +85,23 @@ class _LeaderForwarder:
     """Sends a follower's webhook requests on to the leader and returns the leader's answer (None when it cannot:
     no leader known, a request that was already forwarded once, the leader unreachable or refusing)."""
 
-    def __init__(self, leader_url: LeaderUrl, identity: str, timeout: float, metrics: AgentMetrics) -> None:
+    def __init__(self, leader_url: LeaderUrl, identity: str, timeout: float, metrics: AgentMetrics,
+                 peers: PeerDirectory) -> None:
         self._leader_url = leader_url
         self._identity = identity or "follower"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._metrics = metrics
+        self._peers = peers
         self._session: aiohttp.ClientSession | None = None
+        self._refused_url = ""  # the last unverified leader URL warned about (warn once per URL, not per request)
 
     async def forward(self, request: web.Request, body: bytes) -> web.Response | None:
+        # The peer checks may read the API (cached): off the event loop, so one slow read never stalls intake.
         if request.headers.get(FORWARDED_HEADER):
-            return None
-        base = self._leader_url()
+            if await asyncio.to_thread(self._peers.is_peer_address, request.remote or ""):
+                return None  # a peer forwarded it (authorized by the token, checked before): never again
+            log.info("ignoring %s from %s: not a verified peer", FORWARDED_HEADER, request.remote)
+        base = await asyncio.to_thread(self._verified_leader)
         if not base:
             return None
         target = base.rstrip("/") + WEBHOOK_PATH
@@ -100,8 +114,10 @@ class _LeaderForwarder:
                 self._session = aiohttp.ClientSession(timeout=self._timeout)
             async with self._session.post(target, data=body, headers=headers) as response:
                 answer = await response.read()
-                if response.status != 200:
-                    raise ValueError(f"HTTP {response.status}: {answer[:200].decode('utf-8', 'replace')}")
+                status = response.status
+                # 503: the leader took some alerts and refused the rest; Alertmanager's retry sorts them out.
+                if status not in (200, 503):
+                    raise ValueError(f"HTTP {status}: {answer[:200].decode('utf-8', 'replace')}")
                 answer = json.loads(answer)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             self._metrics.webhook_forward_failures.inc()
@@ -109,7 +125,19 @@ class _LeaderForwarder:
                         exc or type(exc).__name__)
             return None
         body_out = answer if isinstance(answer, dict) else {"leader_answer": answer}
-        return web.json_response({**body_out, "forwarded_to": base})
+        return web.json_response({**body_out, "forwarded_to": base}, status=status)
+
+    def _verified_leader(self) -> str | None:
+        """The leader's URL from the Lease when it is a verified peer; None otherwise (the alerts stay here)."""
+        url = self._leader_url()
+        if not url:
+            return None
+        verified = self._peers.verified_url(url)
+        if verified is None and url != self._refused_url:
+            self._refused_url = url
+            log.warning("the leader's URL %r is not a verified peer (webhook.peer_service / webhook.peer_urls): "
+                        "not forwarding the bearer token there; taking the alerts here", url[:200])
+        return verified
 
     async def close(self, app: web.Application | None = None) -> None:
         if self._session is not None:
@@ -144,8 +172,16 @@ class _WebhookHandler:
             log.info("webhook request rejected: %s", rejected.body.get("detail", rejected.outcome),
                      extra={"status": rejected.status})
             return web.json_response(rejected.body, status=rejected.status, headers=rejected.headers)
+        summary = _summary(alerts, updates)
+        if "refused" in summary:
+            # Alertmanager retries a 5xx: the re-send finds the taken alerts duplicates and the refused ones new.
+            self._metrics.webhook_requests.labels(outcome="refused").inc()
+            log.warning("webhook: %d of %d alerts refused (the work queue is full); answering 503",
+                        len(summary["refused"]), len(alerts))
+            return web.json_response({"error": "overloaded", "detail": REFUSED_DETAIL, **summary}, status=503,
+                                     headers={"Retry-After": "10"})
         self._metrics.webhook_requests.labels(outcome="accepted").inc()
-        return web.json_response(_summary(alerts, updates))
+        return web.json_response(summary)
 
     def _authorize(self, request: web.Request) -> None:
         if self._token is None:
@@ -200,6 +236,10 @@ def _decode(body: bytes) -> Any:
                                           "detail": f"body is not UTF-8 (byte {exc.start})"}) from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise _Rejected(400, "bad_json", {"error": "malformed JSON",
+                                          "detail": "nested too deeply (an Alertmanager body is 4 levels deep)"}) \
+            from None
     except json.JSONDecodeError as exc:
         raise _Rejected(400, "bad_json", {
             "error": "malformed JSON", "detail": f"{exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -208,11 +248,15 @@ def _decode(body: bytes) -> Any:
 
 def _summary(alerts: list[Alert], updates: list[IncidentUpdate]) -> dict[str, Any]:
     outcomes = Counter(u.outcome for u in updates)
-    incidents = list(dict.fromkeys(u.incident.id for u in updates if u.incident.id))
-    ignored = [u.extra.get("reason", "") for u in updates if u.outcome == "ignored"]
+    incidents = list(dict.fromkeys(u.incident.id for u in updates if u.incident.id and u.outcome != REFUSED))
+    ignored = [u.extra.get("reason", "") for u in updates if u.outcome == IGNORED]
     body: dict[str, Any] = {"received": len(alerts), "outcomes": dict(outcomes), "incidents": incidents}
     if ignored:
         body["ignored"] = ignored
+    refused = [{"index": i, "alert": a.name, "fingerprint": a.fingerprint}
+               for i, (a, u) in enumerate(zip(alerts, updates)) if u.outcome == REFUSED]
+    if refused:
+        body["refused"] = refused
     return body
 
 

@@ -79,7 +79,7 @@ class IncidentWorker:
         with self._cond:
             if self._stopping or len(self._pending) >= self._max_queue:
                 reason = "stopping" if self._stopping else "queue full"
-                log.warning("incident update dropped: %s", reason, extra={"incident": incident.id})
+                log.warning("incident update refused: %s", reason, extra={"incident": incident.id})
                 if self._metrics is not None:
                     self._metrics.worker_dropped.inc()
                 return False
@@ -171,7 +171,9 @@ class QueueingReceiver:
     """The webhook's ``AlertReceiver``: correlates alerts (and the loop's anomalies) and queues new work.
 
     Only opened incidents and updates that add something (an alert or an anomaly) reach the worker; duplicates are
-    counted and dropped, and an alert resolving inside a still-open incident is no new work.
+    counted and dropped, and an alert resolving inside a still-open incident is no new work. Correlating and
+    queueing are one step per alert: when the queue refuses an update, the tracker keeps nothing of it and the
+    update's outcome is ``refused`` (the webhook then answers 503, and Alertmanager's re-send is taken).
     """
 
     def __init__(self, tracker: IncidentTracker, worker: IncidentWorker, metrics: AgentMetrics) -> None:
@@ -184,22 +186,25 @@ class QueueingReceiver:
         updates = []
         for alert in alerts:
             self._metrics.alerts_received.labels(status=alert.status).inc()
-            updates.append(self._tracker.ingest(alert))
-        self._dispatch(updates)
+            updates.append(self._tracker.ingest(alert, admit=self._admit))
+        self._count(updates)
         return updates
 
     def receive_anomalies(self, anomalies: Sequence[Anomaly]) -> list[IncidentUpdate]:
         """The same for detector findings from the scheduled loop."""
         self._metrics.detections.inc(len(anomalies))
-        updates = self._tracker.add_anomalies(anomalies)
-        self._dispatch(updates)
+        updates = self._tracker.add_anomalies(anomalies, admit=self._admit)
+        self._count(updates)
         return updates
 
-    def _dispatch(self, updates: list[IncidentUpdate]) -> None:
-        for update in updates:
-            if update.outcome == DUPLICATE:
-                self._metrics.alerts_deduplicated.inc()
-            elif update.outcome == OPENED or (update.outcome == UPDATED and "resolved_alert" not in update.extra):
-                log.info("incident %s %s", update.incident.id, update.outcome, extra={"incident": update.incident.id})
-                self._worker.submit(update.incident)
+    def _count(self, updates: list[IncidentUpdate]) -> None:
+        self._metrics.alerts_deduplicated.inc(sum(u.outcome == DUPLICATE for u in updates))
         self._metrics.incidents_open.set(self._tracker.open_count)
+
+    def _admit(self, update: IncidentUpdate) -> bool:
+        """Queue the work ``update`` needs; False when the worker refused it (the tracker then undoes it)."""
+        if update.outcome == OPENED or (update.outcome == UPDATED and "resolved_alert" not in update.extra):
+            if not self._worker.submit(update.incident):
+                return False  # submit logged and counted it
+            log.info("incident %s %s", update.incident.id, update.outcome, extra={"incident": update.incident.id})
+        return True

@@ -25,7 +25,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- $generated := dict
   "mode" .Values.mode
-  "webhook" (dict "listen" (printf "0.0.0.0:%v" .Values.webhook.port) "token_file" "/var/run/secrets/aiops/webhook/token")
+  "webhook" (dict "listen" (printf "0.0.0.0:%v" .Values.webhook.port) "token_file" "/var/run/secrets/aiops/webhook/token" "peer_service" .Release.Name)
   "prometheus" (dict "url" .Values.prometheus.url)
   "kubernetes" (dict "in_cluster" true "namespaces" .Values.targetNamespaces)
   "playbooks_dir" "/etc/aiops/playbooks"
