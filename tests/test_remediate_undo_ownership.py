@@ -266,3 +266,19 @@ def test_an_isolated_pod_a_person_took_over_keeps_their_labels(sim):
     with pytest.raises(Superseded, match=f"pod label {ISOLATED_LABEL} is None, the plan set 'true'"):
         action.undo(plan, change, dry_run=False)
     assert "app" not in kube.get_pod(NS, pod)["metadata"]["labels"]
+
+
+def test_a_rollout_restart_by_a_person_after_a_rollback_is_named_in_the_refusal(sim):
+    """Same images, but a person restarted the rollout (a template annotation): still not the plan's template."""
+    cluster, clock, kube = sim
+    bad_deploy(kube, cluster, clock)
+    action = ACTIONS["rollback"](kube, clock)
+    plan = make_plan("rollback", "cart", {})
+    change = action.apply(plan, dry_run=False)
+    kube.patch_deployment(NS, "cart", {"spec": {"template": {"metadata": {"annotations": {
+        "kubectl.kubernetes.io/restartedAt": "2026-12-02T11:00:00Z"}}}}})
+
+    with pytest.raises(Superseded, match=r"the pod template differs from the one the plan set \(at "
+                                         r"metadata\.annotations\.kubectl\.kubernetes\.io/restartedAt\)"):
+        action.undo(plan, change, dry_run=False)
+    assert image_of(kube) == "registry.local/cart:1.0"

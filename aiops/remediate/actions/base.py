@@ -114,6 +114,8 @@ def refuse_unless_ours(plan: ActionPlan, what: str, obj: dict, differences: list
 
 def differing_paths(now: Any, wanted: Any, path: str = "", limit: int = 3) -> list[str]:
     """Up to ``limit`` dotted paths where ``now`` differs from ``wanted`` (to name what a person changed)."""
+    if isinstance(now, dict) and wanted is None or now is None and isinstance(wanted, dict):
+        now, wanted = now or {}, wanted or {}  # a map added or removed: name the keys inside it
     if isinstance(now, dict) and isinstance(wanted, dict):
         found: list[str] = []
         for key in sorted(set(now) | set(wanted), key=str):
