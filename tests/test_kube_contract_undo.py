@@ -27,7 +27,8 @@ def test_scale_undo_after_a_person_scaled_is_superseded_and_writes_nothing(api, 
     action = ACTIONS["scale"](api, CLOCK)
     change = action.apply(plan, dry_run=False)
     api.patch_scale(ns, APP, 4)  # kubectl scale: the scale subresource, annotations untouched
-    rv = api.get_deployment(ns, APP)["metadata"]["resourceVersion"]
+    # Rolled out first: the controller's own status writes would change the resourceVersion as well.
+    rv = wait_rolled_out(api, ns)["metadata"]["resourceVersion"]
 
     with pytest.raises(Superseded) as info:
         action.undo(plan, change, dry_run=False)
@@ -46,7 +47,7 @@ def test_rollback_undo_after_a_hotfix_is_superseded_and_the_hotfix_stays(api, ns
     change = action.apply(plan, dry_run=False)
     wait_rolled_out(api, ns)
     set_image(api, ns, HOTFIX)  # shipped by a person during the verify window
-    rv = api.get_deployment(ns, APP)["metadata"]["resourceVersion"]
+    rv = wait_rolled_out(api, ns)["metadata"]["resourceVersion"]
 
     with pytest.raises(Superseded) as info:
         action.undo(plan, change, dry_run=False)
