@@ -106,6 +106,56 @@ def test_restart_twice_changes_once_and_leaves_resource_version(sim):
     assert len(audit_events(kube)) == 1
 
 
+def test_restart_racing_itself_restarts_once(sim):
+    """Two runs of the same plan read the Deployment before either writes (a leadership flap, or a retry after a
+    lost answer): the second write must fail its precondition and find the restart done, not restart again."""
+    cluster, clock, kube = sim
+    plan = make_plan("restart-workload", "restart")
+    landed: list[str] = []
+
+    class Interleaved:
+        """Runs the other apply in full after this one read the object and before it writes."""
+
+        def __init__(self, other=None):
+            self.other = other
+
+        def __getattr__(self, name):
+            return getattr(kube, name)
+
+        def patch_deployment(self, ns, name, patch):
+            if self.other is not None:
+                other, self.other = self.other, None
+                clock.advance(1)  # a second restart would carry another stamp
+                other()
+            result = kube.patch_deployment(ns, name, patch)
+            landed.append(result["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT])
+            return result
+
+    second = RestartAction(Interleaved(), clock)
+    first = RestartAction(Interleaved(other=lambda: second.apply(plan, dry_run=False)), clock)
+
+    change = first.apply(plan, dry_run=False)
+
+    assert change.already_done and not change.applied, "the loser finds the winner's restart"
+    assert len(landed) == 1, f"the template was restarted {len(landed)} times"
+    dep = kube.get_deployment(NS, NAME)
+    assert dep["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT] == landed[0]
+    assert dep["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+    assert len(audit_events(kube)) == 1
+
+
+def test_restart_of_a_template_without_annotations_adds_them(sim):
+    cluster, clock, kube = sim
+    kube.patch_deployment(NS, NAME, {"spec": {"template": {"metadata": {"annotations": None}}}})
+    plan = make_plan("restart-workload", "restart")
+
+    change = RestartAction(kube, clock).apply(plan, dry_run=False)
+
+    template = kube.get_deployment(NS, NAME)["spec"]["template"]
+    assert template["metadata"]["annotations"] == {RESTARTED_AT: change.after["restartedAt"]}
+    assert template["metadata"]["labels"]["app"] == NAME, "the rest of the template metadata stays"
+
+
 def test_restart_dry_run_writes_nothing(sim):
     cluster, clock, kube = sim
     plan = make_plan("restart-workload", "restart")

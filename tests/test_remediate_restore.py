@@ -169,10 +169,14 @@ def test_a_restart_during_the_watch_finishes_it_and_a_restart_mid_restore_finish
     assert exe.state is ExecutionState.RESTORED and selector(kube) == {"app": "llm"}
     assert store.unfinished() == []
 
-    # A crash between journaling "restored" and the undo: the next start does the undo (once).
-    kube.patch_service(NS, "llm", {"spec": {"selector": {"model-group": "llm"}}})
-    last = store.history(plan.id)[-1]
-    store.record(plan.id, "restored", "restoring", {"ts": clock.now(), "trigger": "restore"})
-    assert store.unfinished() == [plan.id] and last["data"].get("undone")
+    # A crash between journaling "restored" and the undo (the degrade still as the plan left it): the next start
+    # does the undo (once). (A hand edit after the undo would not do: the undo leaves a person's edit alone.)
+    crashed = ActionPlan(plan_id("inc-4", book.name, TARGET), "inc-4", book.name, book.action, TARGET,
+                         dict(book.params), Mode.ACT)
+    first.verifier = Verifier(ScriptedProbe(*([RECOVERED] * 4)), sim_sleep(cluster, clock), clock)
+    assert first.run(crashed, BEFORE).state is ExecutionState.SUCCEEDED
+    assert selector(kube) == {"model-group": "llm"}
+    store.record(crashed.id, "restored", "restoring", {"ts": clock.now(), "trigger": "restore"})
+    assert store.unfinished() == [crashed.id]
     (again,) = restarted.resume_unfinished()
     assert selector(kube) == {"app": "llm"} and store.unfinished() == []

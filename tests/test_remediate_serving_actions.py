@@ -77,6 +77,68 @@ def test_degrade_to_fallback_applies_once_and_undoes_once(sim):
     assert action.undo(p, change, dry_run=False).already_done
 
 
+class _ServiceTouchedAfterFallback:
+    """The fallback's write lands, then the Service changes (a controller's annotation) before ours is written."""
+
+    def __init__(self, kube, fail_with: Exception | None = None):
+        self.kube, self.fail_with, self.touched = kube, fail_with, False
+
+    def __getattr__(self, name):
+        return getattr(self.kube, name)
+
+    def patch_deployment(self, ns, name, patch):
+        result = self.kube.patch_deployment(ns, name, patch)
+        if not self.touched:
+            self.touched = True
+            self.kube.patch_service(NS, "llm", {"metadata": {"annotations": {"touched": "yes"}}})
+        return result
+
+    def patch_service(self, ns, name, patch):
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.kube.patch_service(ns, name, patch)
+
+
+def test_degrade_conflict_retry_journals_the_fallback_size_from_before_the_plan(sim):
+    """The Service write loses a race after the fallback was already scaled 1 -> 2: the retry re-reads a fallback
+    at 2, yet the change must say 1 before (else the undo would leave the fallback at 2)."""
+    _, clock, kube = sim
+    p = make_plan("degrade", FALLBACK)
+
+    change = ACTIONS["degrade"](_ServiceTouchedAfterFallback(kube), clock).apply(p, dry_run=False)
+
+    assert change.applied and (change.before["fallback_replicas"], change.after["fallback_replicas"]) == (1, 2)
+    assert kube.get_deployment(NS, "llm-small")["spec"]["replicas"] == 2
+    assert "~33%" in change.description and "llm-small 1 -> 2" in change.description
+    ACTIONS["degrade"](kube, clock).undo(p, change, dry_run=False)
+    assert kube.get_deployment(NS, "llm-small")["spec"]["replicas"] == 1
+
+
+def test_degrade_resumed_after_a_crash_between_its_two_writes_knows_the_size_before(sim):
+    _, clock, kube = sim
+    p = make_plan("degrade", FALLBACK)
+    with pytest.raises(RuntimeError):
+        ACTIONS["degrade"](_ServiceTouchedAfterFallback(kube, RuntimeError("agent died")), clock).apply(
+            p, dry_run=False)
+    assert kube.get_deployment(NS, "llm-small")["spec"]["replicas"] == 2
+
+    change = ACTIONS["degrade"](kube, clock).apply(p, dry_run=False)  # the restarted agent runs it again
+
+    assert change.applied and change.before["fallback_replicas"] == 1
+    assert kube.get_service(NS, "llm")["spec"]["selector"] == GROUP
+
+
+def test_degrade_refuses_params_that_are_not_kubernetes_names_before_any_call(sim):
+    _, clock, kube = sim
+    rv = kube.get_service(NS, "llm")["metadata"]["resourceVersion"]
+    bad = {"fallback": "llm-small,payments", "selector": {"model-group": "llm x"}, "service": "llm.svc"}
+    for key, value in bad.items():
+        with pytest.raises(ActionError, match=f"params.{key}"):
+            ACTIONS["degrade"](kube, clock).apply(make_plan("degrade", {**FALLBACK, key: value}), dry_run=False)
+    assert kube.get_service(NS, "llm")["metadata"]["resourceVersion"] == rv
+    assert kube.get_deployment(NS, "llm-small")["spec"]["replicas"] == 1
+
+
 def test_degrade_by_scaling_out_is_the_scale_action(sim):
     _, clock, kube = sim
     action = ACTIONS["degrade"](kube, clock)

@@ -2,6 +2,11 @@
 
 Idempotency rests on one rule: the change and the annotation ``aiops.io/plan-id: <plan id>`` are written in the
 same patch, so an object carrying the annotation has the change, and ``apply`` seeing it does nothing.
+
+Undo rests on the same annotation: it reverts only what is still the plan's own change (the object carries this
+plan's annotation and the fields the plan set still hold the values it wrote). An object already back at
+``change.before`` needs nothing; any other state means someone changed it since, and the undo raises
+``Superseded`` without writing. Every undo write is a guarded patch, so the check and the write see one version.
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class Superseded(ActionError):
     image, replicas set by hand, another plan). Reverting would overrule them, so the runner journals the plan
     ``superseded`` and tells a person instead. ``detail`` says what differs."""
 
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
 
 def rfc3339(ts: float) -> str:
     """Seconds-precision UTC timestamp, as Kubernetes writes them."""
@@ -79,11 +88,61 @@ def guarded_patch(obj: dict, ops: list[dict], plan_id: str | None = None,
             *ops, {"op": "add", "path": "/metadata/annotations", "value": notes}]
 
 
+def ownership_problems(obj: dict, plan_id: str) -> list[str]:
+    """Why ``obj`` is not (any more) this plan's change by its annotations; empty when it still is."""
+    notes = annotations(obj)
+    owner = notes.get(PLAN_ANNOTATION)
+    if notes.get(UNDONE_ANNOTATION) == plan_id:
+        return [f"plan {plan_id} already undid its change and it was changed again since"]
+    if owner == plan_id:
+        return []
+    if owner:
+        return [f"plan {owner} has written it since (annotation {PLAN_ANNOTATION})"]
+    # Either the plan's patch never landed (a crash between journaling the intent and the write) and someone
+    # changed the object anyway, or the annotation was removed: in both cases the current state is not ours.
+    return [f"it does not carry this plan's annotation {PLAN_ANNOTATION}"]
+
+
+def refuse_unless_ours(plan: ActionPlan, what: str, obj: dict, differences: list[str]) -> None:
+    """Raise ``Superseded`` unless ``obj`` carries ``plan``'s annotation and ``differences`` (the fields the plan
+    set that no longer hold its values, described) is empty. ``what`` names the object in the message."""
+    problems = ownership_problems(obj, plan.id) + differences
+    if problems:
+        raise Superseded(f"{what} is no longer as plan {plan.id} left it: {'; '.join(problems)}; not undone, "
+                         "so as not to overrule whoever changed it")
+
+
+def differing_paths(now: Any, wanted: Any, path: str = "", limit: int = 3) -> list[str]:
+    """Up to ``limit`` dotted paths where ``now`` differs from ``wanted`` (to name what a person changed)."""
+    if isinstance(now, dict) and wanted is None or now is None and isinstance(wanted, dict):
+        now, wanted = now or {}, wanted or {}  # a map added or removed: name the keys inside it
+    if isinstance(now, dict) and isinstance(wanted, dict):
+        found: list[str] = []
+        for key in sorted(set(now) | set(wanted), key=str):
+            if now.get(key) != wanted.get(key):
+                found += differing_paths(now.get(key), wanted.get(key), f"{path}.{key}" if path else str(key),
+                                         limit - len(found))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+    if isinstance(now, list) and isinstance(wanted, list) and len(now) == len(wanted):
+        found = []
+        for i, (a, b) in enumerate(zip(now, wanted)):
+            if a != b:
+                found += differing_paths(a, b, f"{path}[{i}]", limit - len(found))
+            if len(found) >= limit:
+                break
+        return found[:limit]
+    return [] if now == wanted else [path or "(the whole value)"]
+
+
 class ObjectAction:
     """Read-check-patch skeleton: subclasses say how to read the object and what patch makes (or undoes) the change.
 
     ``_prepare`` returns the ``Change`` and the patch; ``_prepare_undo`` the same, with ``None`` for "nothing to
-    undo". Reads happen in dry-run too (to describe the change); writes never do.
+    undo" (the object is back at ``change.before``), and raises ``Superseded`` (``refuse_unless_ours``) when the
+    object is neither the plan's change nor back at ``before``. Reads happen in dry-run too (to describe the
+    change); writes never do.
     """
 
     kind = ""
@@ -125,7 +184,9 @@ class ObjectAction:
         return self._write_with_retry(plan, attempt, dry_run, "apply")
 
     def undo(self, plan: ActionPlan, change: Change, dry_run: bool) -> Change:
-        """Restore ``change.before``; a change already undone (or never applied) is left alone."""
+        """Restore ``change.before`` while the object is still as the plan left it; a change already undone (or
+        never applied) is left alone; anything else raises ``Superseded`` and writes nothing. A conflict retry
+        re-reads the object and checks again."""
         def attempt(obj: dict) -> tuple[Change, dict | list | None]:
             reverse, patch = self._prepare_undo(plan, change, obj)
             return (dataclasses.replace(reverse, already_done=True), None) if patch is None else (reverse, patch)
@@ -134,7 +195,8 @@ class ObjectAction:
     def _write_with_retry(self, plan: ActionPlan, attempt, dry_run: bool, step: str) -> Change:
         """Read, prepare, write; again from a fresh read when the write lost a race (409, or a failed ``test``).
 
-        ``attempt(obj)`` returns the change and its patch, or no patch when there is nothing to write.
+        ``attempt(obj)`` returns the change and its patch, or no patch when there is nothing to write. It runs
+        on every fresh read, so whatever it checks (ownership on undo) is checked against the version written.
         """
         for n in range(CONFLICT_ATTEMPTS):
             change, patch = attempt(self._read(plan))

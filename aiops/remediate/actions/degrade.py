@@ -4,7 +4,9 @@
 ``fraction`` of the pods behind the primary's Service, and the Service's selector becomes ``selector``, a label set
 both Deployments' pods carry. A Service spreads connections over its endpoints, so the fallback then answers about
 ``fraction`` of the requests. Undo puts the original selector back first (no traffic reaches the fallback any
-more), then the fallback's replica count. Both writes carry the plan id, so a retried apply changes nothing twice.
+more), then the fallback's replica count, each only while it is still as the plan left it. Both writes carry the
+plan id, so a retried apply changes nothing twice, and the fallback's original size is written with it, so the
+journaled ``before`` is the state before the plan even when a retry re-reads an already scaled fallback.
 
 ``strategy: scale``: the same as the ``scale`` action (bounded by ``max_replicas``).
 """
@@ -15,9 +17,13 @@ import math
 from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
+from aiops.remediate.actions import names
 from aiops.remediate.actions.base import (PLAN_ANNOTATION, UNDONE_ANNOTATION, ActionError, ObjectAction, annotations,
-                                          guarded_patch)
+                                          guarded_patch, refuse_unless_ours)
 from aiops.remediate.actions.scale import ScaleAction
+
+# On the fallback Deployment, written with the plan id: its replica count before the plan scaled it.
+FALLBACK_BEFORE = "aiops.io/fallback-replicas-before"
 
 
 def fallback_replicas(primary: int, fraction: float, current: int, bound: int) -> int:
@@ -50,54 +56,57 @@ class DegradeAction(ObjectAction):
 
     # --- strategy fallback: the Service is the object carrying the plan id ---
     def _service_name(self, plan: ActionPlan) -> str:
-        return plan.params.get("service") or plan.target.name
+        service = plan.params.get("service")
+        return names.service_name("service", service) if service else plan.target.name
 
     def _read(self, plan: ActionPlan) -> dict:
         return self.kube.get_service(plan.target.namespace, self._service_name(plan))
 
     def _write(self, plan: ActionPlan, patch: Any) -> dict:
+        # Each part is a guarded patch built from the version that was checked; a part that fails its ``test``
+        # raises, and the retry starts again from fresh reads of both objects (a part already written is then
+        # found in place and not written again).
         ns = plan.target.namespace
+        result: dict = {}
         if patch.get("fallback_first"):
-            self._set_fallback(plan, *patch["fallback_first"])
-        result = self.kube.patch_service(ns, self._service_name(plan), patch["service"])
+            self.kube.patch_deployment(ns, patch["fallback"], patch["fallback_first"])
+        if patch.get("service"):
+            result = self.kube.patch_service(ns, self._service_name(plan), patch["service"])
         if patch.get("fallback_after"):
-            self._set_fallback(plan, *patch["fallback_after"])
+            self.kube.patch_deployment(ns, patch["fallback"], patch["fallback_after"])
         return result
-
-    def _set_fallback(self, plan: ActionPlan, replicas: int, note: str) -> None:
-        """Scale the fallback to ``replicas`` unless it already carries ``note``'s plan id (a retried write)."""
-        ns, name = plan.target.namespace, plan.params["fallback"]
-        dep = self.kube.get_deployment(ns, name)
-        key = PLAN_ANNOTATION if note == "apply" else UNDONE_ANNOTATION
-        if annotations(dep).get(key) == plan.id and int(dep["spec"].get("replicas", 0)) == replicas:
-            return
-        ops = [{"op": "replace", "path": "/spec/replicas", "value": int(replicas)}]
-        extra = {UNDONE_ANNOTATION: plan.id} if note == "undo" else None
-        self.kube.patch_deployment(ns, name, guarded_patch(dep, ops, plan.id if note == "apply" else None, extra))
 
     def _state(self, obj: dict) -> dict[str, Any]:
         return {"service": obj["metadata"]["name"], "selector": dict((obj.get("spec") or {}).get("selector") or {})}
 
     def _prepare(self, plan: ActionPlan, obj: dict) -> tuple[Change, dict]:
         params, ns = plan.params, plan.target.namespace
-        fallback = params.get("fallback")
-        selector = {str(k): str(v) for k, v in (params.get("selector") or {}).items()}
-        if not fallback or not selector:
+        if not params.get("fallback") or not params.get("selector"):
             raise ActionError("degrade with strategy fallback needs params.fallback and params.selector")
-        primary = int(self.kube.get_deployment(ns, plan.target.name)["spec"].get("replicas", 1))
-        current = int(self.kube.get_deployment(ns, fallback)["spec"].get("replicas", 0))
+        fallback = names.object_name("fallback", params["fallback"])
+        selector = names.selector("selector", params["selector"])
+        primary = _replicas(self.kube.get_deployment(ns, plan.target.name), 1)
+        small = self.kube.get_deployment(ns, fallback)
+        current = _replicas(small)
+        original = _replicas_before(plan, small)
         fraction = float(params.get("fraction", 0.3))
-        replicas = fallback_replicas(primary, fraction, current, int(params.get("max_fallback_replicas", 4)))
-        before = {**self._state(obj), "fallback": fallback, "fallback_replicas": current}
+        replicas = fallback_replicas(primary, fraction, original, int(params.get("max_fallback_replicas", 4)))
+        before = {**self._state(obj), "fallback": fallback, "fallback_replicas": original}
         after = {"service": before["service"], "selector": selector, "fallback": fallback,
                  "fallback_replicas": replicas}
         share = replicas / (primary + replicas)
-        sizing = f"{fallback} {current} -> {replicas} replicas" if replicas != current else \
-            f"{fallback} keeps {current} replica{'s' if current != 1 else ''}"
+        sizing = f"{fallback} {original} -> {replicas} replicas" if replicas != original else \
+            f"{fallback} keeps {original} replica{'s' if original != 1 else ''}"
         change = Change(plan.target, f"service {before['service']}: send ~{share:.0%} of requests to fallback "
                                      f"{fallback} (selector {_labels(selector)}; {sizing}, {plan.target.name} keeps "
                                      f"{primary})", before=before, after=after)
-        patch = {"fallback_first": (replicas, "apply"),
+        # The fallback is sized first, so the Service never selects it at its old size. Its original replica count
+        # is written with it: a retry (or a resumed run) after this first write still knows the state before.
+        done = annotations(small).get(PLAN_ANNOTATION) == plan.id and current == replicas
+        patch = {"fallback": fallback,
+                 "fallback_first": None if done else guarded_patch(
+                     small, [{"op": "replace", "path": "/spec/replicas", "value": replicas}], plan.id,
+                     {FALLBACK_BEFORE: str(original)}),
                  "service": guarded_patch(obj, [{"op": "replace", "path": "/spec/selector", "value": selector}],
                                           plan.id)}
         return change, patch
@@ -106,23 +115,50 @@ class DegradeAction(ObjectAction):
         now = self._state(obj)
         original = dict(change.before.get("selector") or {})
         fallback = change.before.get("fallback") or plan.params.get("fallback")
-        replicas = change.before.get("fallback_replicas")
-        current = int(self.kube.get_deployment(plan.target.namespace, fallback)["spec"].get("replicas", 0)) \
-            if fallback else None
-        sizing = f"; fallback {fallback} back to {replicas} replicas" if replicas != current else ""
+        wanted = change.before.get("fallback_replicas")
+        small = self.kube.get_deployment(plan.target.namespace, fallback) if fallback else None
+        current = _replicas(small) if small is not None else None
+        sizing = f"; fallback {fallback} back to {wanted} replicas" if wanted != current else ""
         reverse = Change(plan.target, f"service {now['service']}: selector back to {_labels(original)}{sizing}",
                          before={**now, "fallback_replicas": current},
-                         after={"service": now["service"], "selector": original, "fallback_replicas": replicas})
-        selector_ok = not original or now["selector"] == original
-        replicas_ok = replicas is None or current == replicas
-        if selector_ok and replicas_ok:
+                         after={"service": now["service"], "selector": original, "fallback_replicas": wanted})
+        selector_back = not original or now["selector"] == original
+        replicas_back = wanted is None or small is None or current == wanted
+        if selector_back and replicas_back:
             return reverse, None
-        patch: dict[str, Any] = {"service": guarded_patch(obj, [] if selector_ok else [
-            {"op": "replace", "path": "/spec/selector", "value": original}],
-            extra_annotations={UNDONE_ANNOTATION: plan.id})}
-        if not replicas_ok:
-            patch["fallback_after"] = (int(replicas), "undo")
+        # Both objects are checked before either is written: a person who took over one of them decides for both
+        # (reverting only the fallback's size under their routing would overrule them too).
+        if not selector_back:
+            written = change.after.get("selector")
+            refuse_unless_ours(plan, f"service {now['service']}", obj, [] if now["selector"] == written else [
+                f"the selector is {_labels(now['selector'])}, the plan set {_labels(written or {})}"])
+        if not replicas_back:
+            written = change.after.get("fallback_replicas")
+            refuse_unless_ours(plan, f"fallback {fallback}", small, [] if current == written else [
+                f"replicas are {current}, the plan set {written}"])
+        patch: dict[str, Any] = {
+            "fallback": fallback,
+            "service": None if selector_back else guarded_patch(
+                obj, [{"op": "replace", "path": "/spec/selector", "value": original}],
+                extra_annotations={UNDONE_ANNOTATION: plan.id}),
+            # Routing first, then the size: the fallback never serves its full share with too few pods.
+            "fallback_after": None if replicas_back else guarded_patch(
+                small, [{"op": "replace", "path": "/spec/replicas", "value": int(wanted)}],
+                extra_annotations={UNDONE_ANNOTATION: plan.id})}
         return reverse, patch
+
+
+def _replicas(deployment: dict, default: int = 0) -> int:
+    return int((deployment.get("spec") or {}).get("replicas", default))
+
+
+def _replicas_before(plan: ActionPlan, fallback: dict) -> int:
+    """The fallback's replica count before this plan touched it: as recorded by the plan's own first write when
+    the fallback carries the plan id (a conflict retry, or a run resumed after that write), else the live count."""
+    notes = annotations(fallback)
+    if notes.get(PLAN_ANNOTATION) == plan.id and notes.get(FALLBACK_BEFORE, "").isdigit():
+        return int(notes[FALLBACK_BEFORE])
+    return _replicas(fallback)
 
 
 def _strategy(plan: ActionPlan) -> str:

@@ -4,7 +4,8 @@ The pod loses ``label`` (a key of the Service's selector and of the Deployment's
 it, the ReplicaSet releases it and starts a replacement, and the pod itself keeps running, marked
 ``aiops.io/isolated=true``, for a person to look at (memory dumps, logs). The label's old value is kept in the
 ``aiops.io/isolated-label`` annotation, written in the same guarded patch as the plan id. Undo puts the label back
-(the ReplicaSet adopts the pod again and removes one surplus pod) and drops the marker.
+(the ReplicaSet adopts the pod again and removes one surplus pod) and drops the marker, but only while the pod is
+still as the plan left it (a pod relabelled by a person stays as they left it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
 from aiops.domain.workloads import workload_of_pod, workload_of_replicaset
-from aiops.remediate.actions.base import UNDONE_ANNOTATION, ActionError, ObjectAction, guarded_patch
+from aiops.remediate.actions import names
+from aiops.remediate.actions.base import UNDONE_ANNOTATION, ActionError, ObjectAction, guarded_patch, refuse_unless_ours
 
 ISOLATED_LABEL = "aiops.io/isolated"
 ISOLATED_FROM = "aiops.io/isolated-label"
@@ -34,7 +36,8 @@ class IsolateAction(ObjectAction):
         pod = plan.params.get("pod")
         if not pod:
             raise ActionError(f"isolate on {plan.target} needs params.pod (the diagnosis names the pod that moved)")
-        return str(pod)
+        # The pod's name comes from a diagnosis, i.e. from what logs and metrics said: check it is a name.
+        return names.object_name("pod", pod)
 
     def _read(self, plan: ActionPlan) -> dict:
         return self.kube.get_pod(plan.target.namespace, self._pod(plan))
@@ -46,13 +49,15 @@ class IsolateAction(ObjectAction):
         return {"pod": obj["metadata"]["name"], "labels": dict(obj["metadata"].get("labels") or {})}
 
     def _prepare(self, plan: ActionPlan, obj: dict) -> tuple[Change, list]:
-        label = str(plan.params.get("label") or "app")
+        label = names.label_key("label", plan.params.get("label") or "app")
         before = self._state(obj)
         if label not in before["labels"]:
             raise ActionError(f"pod {before['pod']} has no label {label!r}: nothing to take it off its Service by")
         if not _owned_by(obj, plan.target.name):
             raise ActionError(f"pod {before['pod']} does not belong to {plan.target}")
-        service = self.kube.get_service(plan.target.namespace, plan.params.get("service") or plan.target.name)
+        service_param = plan.params.get("service")
+        service = self.kube.get_service(plan.target.namespace, names.service_name("service", service_param)
+                                        if service_param else plan.target.name)
         selector = (service.get("spec") or {}).get("selector") or {}
         if label not in selector:
             raise ActionError(f"service {service['metadata']['name']} does not select on {label!r}: removing it "
@@ -82,6 +87,13 @@ class IsolateAction(ObjectAction):
             ops.append({"op": "remove", "path": f"/metadata/labels/{pointer(ISOLATED_LABEL)}"})
         if not ops:
             return reverse, None
+        differences = []
+        if label in now["labels"]:
+            differences.append(f"pod label {label} is {now['labels'][label]!r}, the plan removed it")
+        if now["labels"].get(ISOLATED_LABEL) != "true":
+            differences.append(f"pod label {ISOLATED_LABEL} is {now['labels'].get(ISOLATED_LABEL)!r}, the plan set "
+                               "'true'")
+        refuse_unless_ours(plan, f"pod {now['pod']}", obj, differences)
         return reverse, guarded_patch(obj, ops, extra_annotations={UNDONE_ANNOTATION: plan.id})
 
     def undo(self, plan: ActionPlan, change: Change, dry_run: bool) -> Change:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
-from aiops.remediate.actions.base import PLAN_ANNOTATION, ObjectAction, rfc3339
+from aiops.remediate.actions.base import ObjectAction, guarded_patch, rfc3339
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -19,11 +19,17 @@ class RestartAction(ObjectAction):
         template_notes = ((obj.get("spec") or {}).get("template") or {}).get("metadata") or {}
         return {"restartedAt": (template_notes.get("annotations") or {}).get(RESTARTED_AT)}
 
-    def _prepare(self, plan: ActionPlan, obj: dict) -> tuple[Change, dict]:
+    def _prepare(self, plan: ActionPlan, obj: dict) -> tuple[Change, list]:
         stamp = rfc3339(self.clock.now())
-        # A merge patch: the annotation and the template change land in one write, atomically.
-        patch = {"metadata": {"annotations": {PLAN_ANNOTATION: plan.id}},
-                 "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+        template_meta = ((obj.get("spec") or {}).get("template") or {}).get("metadata")
+        notes = {**((template_meta or {}).get("annotations") or {}), RESTARTED_AT: stamp}
+        op = {"op": "add", "path": "/spec/template/metadata/annotations", "value": notes} \
+            if template_meta is not None else \
+            {"op": "add", "path": "/spec/template/metadata", "value": {"annotations": notes}}
+        # A guarded patch like every other action's: the new stamp and the plan annotation land together, and only
+        # on the version read. Two runs racing (or a retry after a lost answer) cannot both restart: the loser's
+        # ``test`` fails, its fresh read finds the annotation, and ``apply`` reports the restart already done.
+        patch = guarded_patch(obj, [op], plan.id)
         change = Change(plan.target, f"rollout restart of {plan.target} (restartedAt={stamp})",
                         before=self._state(obj), after={"restartedAt": stamp})
         return change, patch

@@ -6,7 +6,8 @@ import copy
 from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
-from aiops.remediate.actions.base import UNDONE_ANNOTATION, ActionError, KubeApi, ObjectAction, guarded_patch
+from aiops.remediate.actions.base import (UNDONE_ANNOTATION, ActionError, KubeApi, ObjectAction, differing_paths,
+                                          guarded_patch, refuse_unless_ours)
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -80,15 +81,32 @@ class RollbackAction(ObjectAction):
                          before=now, after={"images": images(wanted or {}), "template": wanted})
         if not wanted or _same_template(now["template"], wanted):
             return reverse, None
+        refuse_unless_ours(plan, str(plan.target), obj, _template_differences(now["template"],
+                                                                              change.after.get("template")))
         patch = guarded_patch(obj, [{"op": "replace", "path": "/spec/template", "value": wanted}],
                               extra_annotations={UNDONE_ANNOTATION: plan.id})
         return reverse, patch
 
 
-def _same_template(a: dict, b: dict) -> bool:
-    # The API server may add defaults or a null creationTimestamp; compare what a person would call the template.
-    def strip(t: dict) -> dict:
-        t = copy.deepcopy(t)
-        (t.get("metadata") or {}).pop("creationTimestamp", None)
-        return t
-    return strip(a) == strip(b)
+def _same_template(a: dict | None, b: dict | None) -> bool:
+    return _comparable(a) == _comparable(b)
+
+
+def _comparable(template: dict | None) -> dict:
+    # The API server writes a null creationTimestamp into a template; compare what a person would call the
+    # template. (Field defaults need no care: the templates compared were all read back from the API, defaulted.)
+    t = copy.deepcopy(template or {})
+    (t.get("metadata") or {}).pop("creationTimestamp", None)
+    return t
+
+
+def _template_differences(now: dict, written: dict | None) -> list[str]:
+    """What differs between the live template and the one the plan wrote, in a person's terms."""
+    if written is None:
+        return ["the journal does not say which template the plan wrote"]
+    if _same_template(now, written):
+        return []
+    if images(now) != images(written):
+        return [f"images are {', '.join(images(now))}, the plan set {', '.join(images(written))}"]
+    changed = differing_paths(_comparable(now), _comparable(written))
+    return [f"the pod template differs from the one the plan set (at {', '.join(changed)})"]

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change
-from aiops.remediate.actions.base import UNDONE_ANNOTATION, ObjectAction, guarded_patch
+from aiops.remediate.actions.base import UNDONE_ANNOTATION, ObjectAction, guarded_patch, refuse_unless_ours
 
 
 def scaled_replicas(current: int, factor: float, step_min: int, max_replicas: int) -> int:
@@ -38,13 +38,15 @@ class ScaleAction(ObjectAction):
 
     def _prepare_undo(self, plan: ActionPlan, change: Change, obj: dict) -> tuple[Change, list | None]:
         current = self._state(obj)["replicas"]
-        wanted = change.before.get("replicas")
-        if wanted is not None:
-            wanted = max(int(wanted), int(plan.params.get("min_replicas", 0)))
+        original = change.before.get("replicas")
+        wanted = None if original is None else max(int(original), int(plan.params.get("min_replicas", 0)))
         reverse = Change(plan.target, f"scale {plan.target} back from {current} to {wanted} replicas",
                          before={"replicas": current}, after={"replicas": wanted})
-        if wanted is None or current == wanted:
+        if wanted is None or current in (wanted, int(original)):
             return reverse, None
+        written = change.after.get("replicas")
+        refuse_unless_ours(plan, str(plan.target), obj, [] if current == written else
+                           [f"replicas are {current}, the plan set {written}"])
         patch = guarded_patch(obj, [{"op": "replace", "path": "/spec/replicas", "value": int(wanted)}],
                               extra_annotations={UNDONE_ANNOTATION: plan.id})
         return reverse, patch
