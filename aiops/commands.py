@@ -124,10 +124,10 @@ def _live_observations(args: argparse.Namespace, settings: Settings):
     except PrometheusError as exc:
         raise InputError("--prometheus", str(exc)) from None
     if args.config is not None:
-        from aiops.clients.kube import KubeClient, api_client_from_settings
+        from aiops.clients.kube import KubeClient
         from aiops.collect.kube import KubeCollector
 
-        kube = KubeCollector(KubeClient(api_client_from_settings(settings.kubernetes)))
+        kube = KubeCollector(KubeClient.from_settings(settings.kubernetes))
         observations = replace(observations, logs=tuple(kube.logs(args.namespace, start, end)),
                                events=tuple(kube.events(args.namespace, start, end)))
     return observations
@@ -171,11 +171,11 @@ def _journal(settings: Settings):
 
 def _kube_journal(settings: Settings):
     """The journal the agents share in the Kubernetes API, reached with the ``kubernetes`` settings."""
-    from aiops.clients.kube import KubeClient, api_client_from_settings
+    from aiops.clients.kube import KubeClient
     from aiops.remediate.kube_journal import KubeJournal
 
-    kube = KubeClient(api_client_from_settings(settings.kubernetes))
-    return KubeJournal(kube, settings.journal_namespace, retention_days=settings.journal.retention_days)
+    kube = KubeClient.from_settings(settings.kubernetes)
+    return KubeJournal.from_settings(kube, settings)
 
 
 def history(args: argparse.Namespace) -> int:

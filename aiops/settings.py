@@ -118,6 +118,10 @@ class KubernetesSettings(_Section):
     verify_ssl: bool = True
     # The scope allow-list: the agent never reads or changes objects outside these namespaces.
     namespaces: tuple[str, ...] = ()
+    # Every API call gives up after this long (connecting plus waiting for the answer): a hung apiserver cannot
+    # block the agent, and a write let through by the leader fence lands within this long or not at all. With
+    # leader election on it must be shorter than lease_duration_seconds - renew_deadline_seconds (see Settings).
+    request_timeout_seconds: float = Field(default=4.0, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> "KubernetesSettings":
@@ -214,7 +218,10 @@ class GlmSettings(_Section):
     endpoint: HttpUrl = None
     model: str = "glm-4"
     api_key_file: Path | None = None
+    # openai: the whole request (connect, send, every byte of the answer) must be done within this deadline, and an
+    # answer larger than max_response_bytes is refused (a chat completion of a few hundred tokens is a few KiB).
     timeout_seconds: float = Field(default=30.0, gt=0)
+    max_response_bytes: int = Field(default=1_048_576, ge=1024)
     max_prompt_tokens: int = Field(default=2048, ge=64)
 
     @model_validator(mode="after")
@@ -299,6 +306,13 @@ class JournalSettings(_Section):
     backend: Literal["sqlite", "kubernetes"] = "sqlite"
     namespace: str | None = None
     retention_days: float = Field(default=30.0, ge=0)
+    # kubernetes: one LIST of the journal answers every question asked within this many seconds (a decision asks
+    # four); this agent's own writes show at once, another replica's after at most this long. With leader
+    # election on it must be shorter than lease_duration_seconds - renew_deadline_seconds (see Settings). 0: no reuse.
+    read_cache_seconds: float = Field(default=1.0, ge=0)
+    # kubernetes: a plan's ConfigMap growing past this many bytes has its older restore checks folded into one
+    # summary record (the API refuses a ConfigMap over 1 MiB).
+    compact_bytes: int = Field(default=262_144, ge=16_384, le=786_432)
 
     @field_validator("namespace")
     @classmethod
@@ -331,6 +345,25 @@ class Settings(_Section):
     # {model-overload: {latency_seconds: 0.3}}; a name the rule does not declare is refused when rules load.
     rule_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     journal: JournalSettings = Field(default_factory=JournalSettings)
+
+    @model_validator(mode="after")
+    def _fence_window(self) -> "Settings":
+        # The old leader's last fenced write starts at most renew_deadline after its last renewal; a follower takes
+        # the Lease lease_duration after it. That write must be over (request_timeout) and the journal records
+        # before it must be visible to the new leader (read_cache) within the gap, or both could act at once.
+        le = self.leader_election
+        if not le.enabled:
+            return self
+        gap = le.lease_duration_seconds - le.renew_deadline_seconds
+        bounded = [("kubernetes.request_timeout_seconds", self.kubernetes.request_timeout_seconds)]
+        if self.journal.backend == "kubernetes":
+            bounded.append(("journal.read_cache_seconds", self.journal.read_cache_seconds))
+        for key, value in bounded:
+            if not value < gap:
+                raise ValueError(f"{key} ({value:g}) must be shorter than leader_election.lease_duration_seconds - "
+                                 f"renew_deadline_seconds ({gap:g}): a leader's last write could otherwise land, or "
+                                 "go unseen, after another replica took over")
+        return self
 
     @property
     def journal_namespace(self) -> str:

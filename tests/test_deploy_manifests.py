@@ -92,9 +92,15 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     every_rule = [r for o in by_kind(objects, "ClusterRole") + by_kind(objects, "Role") for r in o["rules"]]
     assert not any("*" in r["apiGroups"] + r["resources"] + r["verbs"] for r in every_rule)
     assert not any("secrets" in r["resources"] for r in every_rule)
-    # The journal: configmaps in the agent's own namespace only.
-    assert granted(rules_of(objects, "Role", "aiops-journal")) == {
+    # The journal: configmaps in a namespace of its own only (issue #13, 15: not where the agent's config is).
+    journal_role = one(objects, "Role", "aiops-journal")
+    assert granted(journal_role["rules"]) == {
         ("", "configmaps", v) for v in ("get", "list", "create", "patch", "delete")}
+    assert journal_role["metadata"]["namespace"] == "aiops-journal"
+    assert one(objects, "Namespace", "aiops-journal")
+    assert {cm["metadata"]["namespace"] for cm in by_kind(objects, "ConfigMap")} == {"aiops-system"}
+    assert not any("configmaps" in r["resources"] for o in by_kind(objects, "Role")
+                   if o["metadata"]["namespace"] == "aiops-system" for r in o["rules"])
     # The one cluster-wide grant: `get` on the target Namespaces by name (the kill-switch annotation).
     (crb,) = by_kind(objects, "ClusterRoleBinding")
     assert crb["roleRef"]["name"] == "aiops-namespaces"
@@ -102,7 +108,7 @@ def test_rbac_grants_exactly_what_the_playbooks_and_collectors_need(mode):
     assert rules_of(objects, "ClusterRole", "aiops-namespaces") == [
         {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["shop"], "verbs": ["get"]}]
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
-    expected = {("aiops-system", "aiops-leader"), ("aiops-system", "aiops-journal"), ("shop", "aiops-read")}
+    expected = {("aiops-system", "aiops-leader"), ("aiops-journal", "aiops-journal"), ("shop", "aiops-read")}
     assert bindings == (expected | {("shop", "aiops-act")} if mode == "act" else expected)
     for binding in by_kind(objects, "RoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "aiops", "namespace": "aiops-system"}]
@@ -112,14 +118,27 @@ def test_helm_binds_each_target_namespace_and_names_objects_after_the_release():
     objects = render.helm_template(release="ops", namespace="ops-ns",
                                    values={"mode": "act", "targetNamespaces": "{a,b}"})
     bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in by_kind(objects, "RoleBinding")}
-    assert bindings == {("ops-ns", "ops-leader"), ("ops-ns", "ops-journal"), ("a", "ops-read"), ("b", "ops-read"),
+    assert bindings == {("ops-ns", "ops-leader"), ("ops-journal", "ops-journal"), ("a", "ops-read"), ("b", "ops-read"),
                         ("a", "ops-act"), ("b", "ops-act")}
     assert rules_of(objects, "ClusterRole", "ops-namespaces")[0]["resourceNames"] == ["a", "b"]
     assert one(objects, "ClusterRoleBinding", "ops-namespaces")["subjects"][0]["namespace"] == "ops-ns"
     config = yaml.safe_load(one(objects, "ConfigMap", "ops-config")["data"]["config.yaml"])
     assert config["kubernetes"]["namespaces"] == ["a", "b"]
-    assert config["leader_election"]["namespace"] == "ops-ns" and config["journal"] == {"backend": "kubernetes"}
+    assert config["leader_election"]["namespace"] == "ops-ns"
+    assert config["journal"] == {"backend": "kubernetes", "namespace": "ops-journal"}
+    assert one(objects, "Namespace", "ops-journal")
     assert one(objects, "Deployment", "ops")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+
+
+def test_helm_puts_the_journal_where_it_is_told_but_never_beside_the_agents_config():
+    objects = render.helm_template(release="ops", namespace="ops-ns",
+                                   values={"journal.namespace": "ops-plans", "journal.createNamespace": "false"})
+    assert not by_kind(objects, "Namespace")
+    assert one(objects, "Role", "ops-journal")["metadata"]["namespace"] == "ops-plans"
+    config = yaml.safe_load(one(objects, "ConfigMap", "ops-config")["data"]["config.yaml"])
+    assert config["journal"]["namespace"] == "ops-plans"
+    with pytest.raises(render.RenderError, match="journal.namespace must not be the release namespace"):
+        render.helm_template(release="ops", namespace="ops-ns", values={"journal.namespace": "ops-ns"})
 
 
 def test_helm_refuses_an_unknown_mode():
@@ -203,7 +222,8 @@ def test_configmaps_hold_a_valid_config_and_loadable_playbooks_and_rules(mode, t
     assert settings.kubernetes.in_cluster and settings.kubernetes.namespaces == ("shop",)
     # Two replicas need both: one acts at a time, and the other can resume its plans.
     assert settings.leader_election.enabled and settings.journal.backend == "kubernetes"
-    assert settings.journal_namespace == settings.leader_election.namespace == "aiops-system"
+    # The journal lives apart from the agent's own namespace, whose ConfigMaps (this config) it cannot change.
+    assert settings.leader_election.namespace == "aiops-system" and settings.journal_namespace == "aiops-journal"
     dep = one(objects, "Deployment", "aiops")
     mounts = {m["mountPath"] for m in dep["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
     assert {str(settings.playbooks_dir), str(settings.rules_dir), str(settings.state_dir), str(settings.models_dir),

@@ -56,6 +56,7 @@ from tests.test_lifecycle_retrain import HOUR, RETRAIN_PARAMS, T0, RegimeCollect
 pytestmark = pytest.mark.kube
 
 AGENT_NS, SCOPE_NS, SA = "aiops-system", "shop", "aiops"
+JOURNAL_NS = "aiops-journal"  # created by the install itself
 DEADLINE = 45.0
 STOCK_PLAYBOOKS = sorted(p.stem for p in (render.KUSTOMIZE / "base" / "playbooks").glob("*.yaml"))
 # The playbooks whose action works on cluster objects (retrain works on the model registry: its own test below).
@@ -495,6 +496,31 @@ def test_agent_is_refused_secrets_namespace_deletion_and_namespaces_out_of_scope
         rbac_stack.delete_namespace(outside)
 
 
+def test_agent_cannot_change_its_own_config_playbooks_or_rules(rbac_stack, act_install, agent_kube):
+    """Issue #13 (15): the journal's Role used to reach every ConfigMap of the agent's namespace, its own config
+    (scope, mode, kill switch) included. Now the ServiceAccount can neither patch, replace, delete nor even read
+    them, and still journals."""
+    admin = rbac_stack.client()
+    try:
+        own = [cm["metadata"]["name"] for cm in admin.list_configmaps(AGENT_NS)
+               if cm["metadata"]["name"].startswith(("aiops-config", "aiops-playbooks", "aiops-rules"))]
+    finally:
+        admin.close()
+    assert len(own) == 3
+    for name in own:
+        assert forbidden(lambda: agent_kube.patch_configmap(AGENT_NS, name, {"data": {"config.yaml": "mode: act"}}))
+        assert forbidden(lambda: agent_kube.patch_configmap(
+            AGENT_NS, name, [{"op": "add", "path": "/data/x", "value": "y"}]))
+        assert forbidden(lambda: agent_kube.delete_configmap(AGENT_NS, name))
+        assert forbidden(lambda: agent_kube.get_configmap(AGENT_NS, name))
+    assert forbidden(lambda: agent_kube.create_configmap(AGENT_NS, {"metadata": {"name": "aiops-config"}, "data": {}}))
+    assert forbidden(lambda: agent_kube.list_configmaps(AGENT_NS))
+    journal = open_journal(act_install.settings, agent_kube)
+    plan = f"p-{uuid.uuid4().hex[:16]}"
+    journal.record(plan, "executing", "go", {"ts": 1.0, "trigger": "start"})
+    assert [r["state"] for r in journal.history(plan)] == ["executing"]
+
+
 def test_helm_dry_run_install_can_read_and_plan_but_not_change(rbac_stack, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     release, agent_ns, scope_ns = f"dry-{suffix}", f"agent-{suffix}", f"scope-{suffix}"
@@ -528,7 +554,7 @@ def test_helm_dry_run_install_can_read_and_plan_but_not_change(rbac_stack, tmp_p
         finally:
             kube.close()
     finally:
-        for ns in (agent_ns, scope_ns):
+        for ns in (agent_ns, scope_ns, f"{release}-journal"):
             rbac_stack.delete_namespace(ns)
 
 
@@ -589,9 +615,9 @@ def test_agent_reads_the_guards_facts_with_its_service_account(rbac_stack, act_i
 
 def test_agent_keeps_its_journal_in_its_own_namespace_only(rbac_stack, act_install, agent_kube):
     """The shared journal the deployed config selects works with the ServiceAccount's token: append, read back,
-    retention; the same calls anywhere else are refused."""
+    retention; the same calls anywhere else are refused, the agent's own namespace included."""
     journal = open_journal(act_install.settings, agent_kube)
-    assert isinstance(journal, KubeJournal) and journal.namespace == AGENT_NS
+    assert isinstance(journal, KubeJournal) and journal.namespace == JOURNAL_NS
     plan = f"p-{uuid.uuid4().hex[:16]}"
     journal.record(plan, "executing", "go", {"ts": 1.0, "trigger": "start"})
     journal.record(plan, "succeeded", "ok", {"ts": 2.0, "trigger": "recovered"})
@@ -599,7 +625,7 @@ def test_agent_keeps_its_journal_in_its_own_namespace_only(rbac_stack, act_insta
     assert plan in [r["plan_id"] for r in journal.latest()]
     assert plan in journal.prune(now=1e10)  # retention deletes ended plans
     assert journal.history(plan) == []
-    for ns in (SCOPE_NS, "default"):
+    for ns in (AGENT_NS, SCOPE_NS, "default"):
         elsewhere = KubeJournal(agent_kube, ns)
         assert forbidden(lambda: elsewhere.record(plan, "executing", "go", {"ts": 1.0})), ns
         assert forbidden(lambda: elsewhere.latest()), ns

@@ -398,7 +398,8 @@ def test_settings_glm_section_builds_the_backend_and_the_agent_adds_the_analyzer
                                        "api_key_file": str(key), "timeout_seconds": 3}})
     client = llm_from_settings(settings.glm)
     assert isinstance(client, OpenAIChatClient) and client.url == "http://127.0.0.1:9/v1/chat/completions"
-    assert client._session.headers["Authorization"] == "Bearer sekret"
+    assert client._headers["Authorization"] == "Bearer sekret"
+    assert (client.timeout, client.max_response_bytes) == (3, settings.glm.max_response_bytes)
     names = [a.name for a in load_knowledge(settings).diagnoser.analyzers]
     assert names[-1] == "glm" and "rules" in names
     assert [a.name for a in load_knowledge(parse_settings({})).diagnoser.analyzers] == ["stats", "rules"]

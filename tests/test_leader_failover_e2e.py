@@ -37,7 +37,9 @@ from tests.test_agent_sim import alert_payload
 pytestmark = pytest.mark.kube
 
 REPO = Path(__file__).resolve().parent.parent
-DURATION = 2
+# The leader's last write must be over before another may take the Lease: request timeout and journal cache age
+# stay under lease_duration - renew_deadline (1.5 s here), as the settings require.
+DURATION = 3
 HTTP_TIMEOUT = 5.0
 
 
@@ -53,7 +55,9 @@ class ServeProcess:
         token_file.write_text(kube.token)
         config = {
             "webhook": {"listen": f"127.0.0.1:{self.port}"},
-            "kubernetes": {"host": kube.url, "token_file": str(token_file), "verify_ssl": False},
+            "kubernetes": {"host": kube.url, "token_file": str(token_file), "verify_ssl": False,
+                           "request_timeout_seconds": 1.2},
+            "journal": {"read_cache_seconds": 0.5},
             "state_dir": str(workdir / identity),
             "log_format": "json",
             "leader_election": {"enabled": True, "namespace": namespace, "identity": identity,

@@ -32,7 +32,8 @@ from tests.support.polling import wait_until
 from tests.support.realstack import free_port
 from tests.test_agent_sim import alert_payload
 
-DURATION = 2
+# request_timeout_seconds must stay under lease_duration - renew_deadline (1.5 s here), as the settings require.
+DURATION = 3
 HTTP_TIMEOUT = 10.0
 
 
@@ -56,7 +57,8 @@ def agent_settings(kube, tmp_path: Path, ns: str, identity: str, port: int = 0, 
     token_file.write_text(kube.token)
     return Settings(
         webhook=WebhookSettings(listen=f"127.0.0.1:{port}", peer_urls=peers),
-        kubernetes=KubernetesSettings(host=kube.url, token_file=token_file, verify_ssl=False),
+        kubernetes=KubernetesSettings(host=kube.url, token_file=token_file, verify_ssl=False,
+                                      request_timeout_seconds=1.2),
         state_dir=tmp_path / identity,
         leader_election=LeaderElectionSettings(enabled=True, namespace=ns, identity=identity,
                                                lease_duration_seconds=DURATION, renew_deadline_seconds=1.5,

@@ -127,3 +127,28 @@ def test_streaming_loop_settings_name_the_bad_field():
     with pytest.raises(InputError, match=r"open_threshold \(0.5\) must be >= threshold \(0.55\)"):
         parse_settings({"loop": {"streaming": {"open_threshold": 0.5}}})
     assert parse_settings({"loop": {"streaming": {"enabled": False}}}).loop.streaming.enabled is False
+
+
+def test_api_calls_are_bounded_by_default_and_the_bound_fits_the_leader_fence():
+    """Issue #13 (10): every Kubernetes call has a timeout, and with leader election on a fenced write (and the
+    journal snapshot a new leader reads) must fit in the gap between the old leader stopping and a new one starting."""
+    settings = parse_settings({"leader_election": {"enabled": True}, "journal": {"backend": "kubernetes"}})
+    gap = settings.leader_election.lease_duration_seconds - settings.leader_election.renew_deadline_seconds
+    assert 0 < settings.kubernetes.request_timeout_seconds < gap
+    assert 0 < settings.journal.read_cache_seconds < gap
+    with pytest.raises(InputError, match=r"kubernetes.request_timeout_seconds \(5\) must be shorter than "
+                                         r"leader_election.lease_duration_seconds - renew_deadline_seconds \(5\)"):
+        parse_settings({"leader_election": {"enabled": True}, "kubernetes": {"request_timeout_seconds": 5}})
+    with pytest.raises(InputError, match=r"journal.read_cache_seconds \(6\) must be shorter"):
+        parse_settings({"leader_election": {"enabled": True, "lease_duration_seconds": 16},
+                        "journal": {"backend": "kubernetes", "read_cache_seconds": 6}})
+    # Longer calls are fine with a longer lease, or without leader election (nothing to fence).
+    assert parse_settings({"leader_election": {"enabled": True, "lease_duration_seconds": 30},
+                           "kubernetes": {"request_timeout_seconds": 15}}).kubernetes.request_timeout_seconds == 15
+    assert parse_settings({"kubernetes": {"request_timeout_seconds": 60}}).kubernetes.request_timeout_seconds == 60
+    with pytest.raises(InputError, match=r"kubernetes.request_timeout_seconds: Input should be greater than 0"):
+        parse_settings({"kubernetes": {"request_timeout_seconds": 0}})
+    with pytest.raises(InputError, match=r"glm.max_response_bytes"):
+        parse_settings({"glm": {"max_response_bytes": 10}})
+    with pytest.raises(InputError, match=r"journal.compact_bytes"):
+        parse_settings({"journal": {"compact_bytes": 2 * 1024 * 1024}})

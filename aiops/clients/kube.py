@@ -3,6 +3,11 @@
 Everything above this module speaks dicts shaped exactly like the API's JSON, so no stage depends on the client's
 model classes, and the same code runs against a real cluster, the real kube-apiserver in the tests, and the
 project's simulator.
+
+Every call is bounded (``request_timeout``, ``kubernetes.request_timeout_seconds``): connecting plus waiting for
+the answer's headers takes at most that long, then the call raises the transport's timeout (a ``urllib3``
+exception). The client never retries by itself: a retried read multiplies the bound, and a retried write (a Lease
+``PUT``, a patch) could land long after the caller gave up on it. Callers that want a retry do it themselves.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ def _wrap(exc: ApiException) -> KubeError:
     return KubeError(exc.status or 0, reason, message)
 
 
+# What a KubeClient waits for an answer unless told otherwise (the default of kubernetes.request_timeout_seconds).
+DEFAULT_REQUEST_TIMEOUT = 4.0
+
+
 def api_client_from_settings(settings: KubernetesSettings) -> k8s.ApiClient:
     """Build an ``ApiClient`` from the config: explicit host, in-cluster, or kubeconfig (in that order)."""
     if settings.host:
@@ -75,30 +84,47 @@ def api_client_from_settings(settings: KubernetesSettings) -> k8s.ApiClient:
 
 
 class KubeClient:
-    """The handful of API calls the agent makes, returning API-shaped dicts."""
+    """The handful of API calls the agent makes, returning API-shaped dicts.
 
-    def __init__(self, api_client: k8s.ApiClient) -> None:
+    ``request_timeout`` (seconds) bounds every call: connecting plus waiting for the answer (``urllib3``'s
+    ``total``); a call given its own ``timeout`` uses that instead.
+    """
+
+    def __init__(self, api_client: k8s.ApiClient, request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> None:
+        if not request_timeout > 0:
+            raise ValueError(f"request_timeout must be > 0, got {request_timeout!r}")
+        self.request_timeout = float(request_timeout)
         self._api = api_client
+        _without_retries(api_client)
         self._apps = k8s.AppsV1Api(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._version = k8s.VersionApi(api_client)
 
     @classmethod
-    def for_host(cls, host: str, token: str | None = None, verify_ssl: bool = False) -> "KubeClient":
+    def from_settings(cls, settings: KubernetesSettings) -> "KubeClient":
+        """The client the ``kubernetes`` settings describe: where the API is, how to log in, how long to wait."""
+        return cls(api_client_from_settings(settings), settings.request_timeout_seconds)
+
+    @classmethod
+    def for_host(cls, host: str, token: str | None = None, verify_ssl: bool = False,
+                 request_timeout: float = DEFAULT_REQUEST_TIMEOUT) -> "KubeClient":
         """A client for a bare API URL (the simulator, or the test apiserver)."""
         conf = k8s.Configuration(host=host)
         conf.verify_ssl = verify_ssl
         if token:
             conf.api_key = {"BearerToken": token}
             conf.api_key_prefix = {"BearerToken": "Bearer"}
-        return cls(k8s.ApiClient(conf))
+        return cls(k8s.ApiClient(conf), request_timeout)
 
     def close(self) -> None:
         self._api.close()
 
-    def _call(self, fn, *args, **kwargs) -> Any:
+    def _timeout(self, timeout: float | None) -> float:
+        return self.request_timeout if timeout is None else timeout
+
+    def _call(self, fn, *args, _request_timeout: float | None = None, **kwargs) -> Any:
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, _request_timeout=self._timeout(_request_timeout), **kwargs)
         except ApiException as exc:
             raise _wrap(exc) from None
         return self._api.sanitize_for_serialization(result)
@@ -181,7 +207,8 @@ class KubeClient:
         """A GET the generated API classes do not offer (e.g. an API version this client no longer ships)."""
         return self.request("GET", path, path_params)
 
-    def request(self, method: str, path: str, path_params: dict[str, str], body: dict | None = None) -> dict:
+    def request(self, method: str, path: str, path_params: dict[str, str], body: dict | None = None,
+                timeout: float | None = None) -> dict:
         """One raw JSON request through the configured client (auth, TLS), errors as ``KubeError``."""
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -189,7 +216,7 @@ class KubeClient:
         try:
             params = self._api.param_serialize(method, path, path_params=path_params, header_params=headers,
                                                body=body, auth_settings=["BearerToken"])
-            response = self._api.call_api(*params)
+            response = self._api.call_api(*params, _request_timeout=self._timeout(timeout))
             response.read()
             return self._api.response_deserialize(response, {"200": "object", "201": "object"}).data
         except ApiException as exc:
@@ -253,7 +280,7 @@ class KubeClient:
         request = self._api.param_serialize(method=method, resource_path=path, path_params=path_params,
                                             header_params=headers, body=body, auth_settings=["BearerToken"])
         try:
-            response = self._api.call_api(*request, _request_timeout=timeout)
+            response = self._api.call_api(*request, _request_timeout=self._timeout(timeout))
             response.read()
             if not 200 <= response.status <= 299:
                 ApiException.from_response(http_resp=response, body=response.data.decode("utf-8", "replace"),
@@ -261,6 +288,18 @@ class KubeClient:
         except ApiException as exc:
             raise _wrap(exc) from None
         return json.loads(response.data)
+
+
+def _without_retries(api_client: k8s.ApiClient) -> None:
+    """Turn off ``urllib3``'s own retries for every connection pool of ``api_client``.
+
+    By default it retries a read that timed out three times for GET and PUT (a 4 s bound became 16 s, and a Lease
+    PUT could be sent again after the caller gave up). Set on the pool manager, not the ``Configuration``, so it
+    holds however the ``ApiClient`` was built (kubeconfig, in-cluster, explicit host, a test's own).
+    """
+    pools = api_client.rest_client.pool_manager
+    pools.connection_pool_kw["retries"] = False
+    pools.clear()  # pools made before this (none, normally) would keep the old setting
 
 
 def micro_time(ts: float) -> str:

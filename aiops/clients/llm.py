@@ -5,14 +5,19 @@ imported lazily, so the agent runs without the ``[glm]`` extra as long as no GLM
 
 - ``LocalCausalLM`` scores a fixed list of answers by log-likelihood (it never generates free text).
 - ``OpenAIChatClient`` asks a chat endpoint (vLLM, SGLang, Ollama, a hosted GLM API) and returns its text;
-  the caller validates that text, nothing here trusts it.
+  the caller validates that text, nothing here trusts it. Its ``timeout`` is a deadline for the whole question
+  (connecting, sending, every byte of the answer; a server trickling bytes cannot stretch it), and an answer larger
+  than ``max_response_bytes`` is refused without being read to the end.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import json
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +27,8 @@ from aiops.domain.errors import InputError
 from aiops.settings import GlmSettings
 
 MODEL_PATH = "glm.model_path"
+MAX_RESPONSE_BYTES = 1_048_576
+_READ_BYTES = 16_384
 
 
 class LLMError(Exception):
@@ -169,48 +176,102 @@ class OpenAIChatClient:
     """``POST .../chat/completions`` on an OpenAI-compatible server, temperature 0, JSON mode when it accepts it.
 
     ``endpoint`` is the server's base URL (``http://host:8000`` or ``.../v1``) or a full ``.../chat/completions``
-    URL (hosted GLM APIs use their own prefix).
+    URL (hosted GLM APIs use their own prefix). ``timeout`` (seconds) is the deadline of one ``chat`` call, the
+    JSON-mode fallback included; ``max_response_bytes`` caps the answer's body.
     """
 
     def __init__(self, endpoint: str, model: str, api_key: str | None = None, timeout: float = 30.0,
-                 json_mode: bool = True, max_tokens: int = 256) -> None:
+                 json_mode: bool = True, max_tokens: int = 256, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.url = chat_url(endpoint)
         self.model = model
         self.timeout = timeout
         self.json_mode = json_mode
         self.max_tokens = max_tokens
-        self._session = requests.Session()
-        self._session.headers["Content-Type"] = "application/json"
+        self.max_response_bytes = max_response_bytes
+        self._headers = {"Content-Type": "application/json"}
         if api_key:
-            self._session.headers["Authorization"] = f"Bearer {api_key}"
+            self._headers["Authorization"] = f"Bearer {api_key}"
 
     def chat(self, system: str, user: str) -> str:
-        """The assistant's reply text. Raises ``LLMError`` when the server cannot be reached or answers badly."""
+        """The assistant's reply text. Raises ``LLMError`` when the server cannot be reached, answers badly, too
+        much, or not completely within ``timeout``."""
+        deadline = time.monotonic() + self.timeout
         body: dict[str, Any] = {"model": self.model, "temperature": 0, "max_tokens": self.max_tokens,
                                 "messages": [{"role": "system", "content": system},
                                              {"role": "user", "content": user}]}
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        response = self._post(body)
-        if response.status_code == 400 and self.json_mode and "response_format" in response.text:
+        status, text = self._post(body, deadline)
+        if status == 400 and self.json_mode and "response_format" in text:
             # Older servers reject JSON mode; the prompt asks for JSON anyway and the caller validates.
             self.json_mode = False
             body.pop("response_format")
-            response = self._post(body)
-        if response.status_code != 200:
-            raise LLMError(f"POST {self.url}: HTTP {response.status_code}: {response.text[:300]}")
+            status, text = self._post(body, deadline)
+        if status != 200:
+            raise LLMError(f"POST {self.url}: HTTP {status}: {text[:300]}")
         try:
-            content = response.json()["choices"][0]["message"]["content"]
+            content = json.loads(text)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMError(f"POST {self.url}: not a chat completion: {response.text[:300]}") from None
+            raise LLMError(f"POST {self.url}: not a chat completion: {text[:300]}") from None
         if not isinstance(content, str):
             raise LLMError(f"POST {self.url}: the reply has no text content")
         return content
 
-    def _post(self, body: dict[str, Any]) -> requests.Response:
+    def _post(self, body: dict[str, Any], deadline: float) -> tuple[int, str]:
+        """The status and body text of one POST, or ``LLMError`` once ``deadline`` (monotonic) has passed.
+
+        Socket timeouts only bound each read, so a server sending a byte now and then keeps a plain request alive
+        for as long as it likes; the exchange runs on a helper thread and the caller waits for it until the
+        deadline only. The helper stops at its next read after that (each read is bounded by the time that was
+        left), so it never outlives the deadline by more than one read's timeout.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LLMError(f"POST {self.url}: no complete answer within {self.timeout:g}s")
+        outcome: dict[str, Any] = {}
+        done, abandoned = threading.Event(), threading.Event()
+
+        def exchange() -> None:
+            try:
+                outcome["answer"] = self._exchange(body, left, abandoned)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=exchange, name="llm-request", daemon=True).start()
+        if not done.wait(left):
+            abandoned.set()
+            raise LLMError(f"POST {self.url}: no complete answer within {self.timeout:g}s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["answer"]
+
+    def _exchange(self, body: dict[str, Any], timeout: float, abandoned: threading.Event) -> tuple[int, str]:
+        cap = self.max_response_bytes
         try:
-            return self._session.post(self.url, json=body, timeout=self.timeout, allow_redirects=False)
+            with requests.post(self.url, json=body, headers=self._headers, timeout=timeout, allow_redirects=False,
+                               stream=True) as response:
+                declared = response.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > cap:
+                    raise LLMError(f"POST {self.url}: the answer is {declared} bytes, more than "
+                                   f"glm.max_response_bytes ({cap})")
+                chunks, size = [], 0
+                while not abandoned.is_set():
+                    # read1: at most one read from the socket per call, so the deadline is looked at between reads
+                    chunk = response.raw.read1(_READ_BYTES, decode_content=True)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > cap:
+                        raise LLMError(f"POST {self.url}: the answer is more than glm.max_response_bytes ({cap})")
+                    chunks.append(chunk)
+                return response.status_code, b"".join(chunks).decode(response.encoding or "utf-8", "replace")
         except requests.RequestException as exc:
+            raise LLMError(f"POST {self.url}: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - urllib3's read errors (timeouts, a connection cut) are not wrapped
+            if isinstance(exc, LLMError):
+                raise
             raise LLMError(f"POST {self.url}: {type(exc).__name__}: {exc}") from None
 
 
@@ -243,5 +304,6 @@ def llm_from_settings(glm: GlmSettings) -> LocalCausalLM | OpenAIChatClient | No
     if glm.backend == "openai":
         assert glm.endpoint is not None
         key = read_api_key(glm.api_key_file) if glm.api_key_file else None
-        return OpenAIChatClient(glm.endpoint, glm.model, api_key=key, timeout=glm.timeout_seconds)
+        return OpenAIChatClient(glm.endpoint, glm.model, api_key=key, timeout=glm.timeout_seconds,
+                                max_response_bytes=glm.max_response_bytes)
     return None

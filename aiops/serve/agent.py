@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from aiops.clients.alertmanager import AlertmanagerClient
-from aiops.clients.kube import KubeClient, api_client_from_settings
+from aiops.clients.kube import KubeClient
 from aiops.clients.llm import llm_from_settings
 from aiops.clients.prometheus import PrometheusClient
 from aiops.collect.kube import KubeCollector
@@ -122,7 +122,7 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     knowledge = load_knowledge(settings)
     playbooks = knowledge.playbooks
     if kube is None:
-        kube = KubeClient(api_client_from_settings(settings.kubernetes))
+        kube = KubeClient.from_settings(settings.kubernetes)
     if prometheus is None and settings.prometheus.url:
         prometheus = PrometheusClient(settings.prometheus.url, settings.prometheus.timeout_seconds)
     metrics_collector = PrometheusCollector(prometheus, step=settings.loop.step_seconds) if prometheus else None
@@ -188,7 +188,7 @@ def open_journal(settings: Settings, kube: KubeClient, clock: Clock | None = Non
     Journal writes go through the plain client, not the leader fence: a leader losing the Lease mid-plan must
     still be able to record what happened."""
     if settings.journal.backend == "kubernetes":
-        return KubeJournal(kube, settings.journal_namespace, clock, settings.journal.retention_days)
+        return KubeJournal.from_settings(kube, settings, clock)
     return SqliteJournal(journal_path(settings), clock)
 
 

@@ -18,6 +18,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
 
+{{/* The execution journal's namespace: never the release namespace (see values.yaml, journal.namespace). */}}
+{{- define "aiops.journalNamespace" -}}
+{{- $ns := .Values.journal.namespace | default (printf "%s-journal" .Release.Name) }}
+{{- if eq $ns .Release.Namespace }}
+{{- fail "journal.namespace must not be the release namespace: the journal's Role would reach the agent's own config" }}
+{{- end }}
+{{- $ns }}
+{{- end }}
+
 {{/* The agent's config file: generated keys, then .Values.config merged over them. */}}
 {{- define "aiops.config" -}}
 {{- if not (has .Values.mode (list "dry-run" "act")) }}
@@ -34,6 +43,6 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "state_dir" "/var/lib/aiops"
   "log_format" "json"
   "leader_election" (dict "enabled" true "namespace" .Release.Namespace "lease_name" (first .Values.leaderElection.leaseNames))
-  "journal" (dict "backend" .Values.journal.backend) }}
+  "journal" (dict "backend" .Values.journal.backend "namespace" (include "aiops.journalNamespace" .)) }}
 {{- toYaml (mergeOverwrite $generated (deepCopy .Values.config)) }}
 {{- end }}
