@@ -27,7 +27,7 @@ from typing import Any
 
 from aiops.clients.kube import KubeClient, KubeError
 from aiops.domain.protocols import Clock
-from aiops.remediate.journal import JournalReads, UNDONE_FLAG, UNFINISHED_STATES
+from aiops.remediate.journal import JournalReads, is_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,7 @@ class KubeJournal(JournalReads):
         removed = []
         for pairs in self._plans():
             key, last = pairs[-1]
-            unfinished = last["state"] in UNFINISHED_STATES or (
-                last["state"] == "rolled_back" and not last["data"].get(UNDONE_FLAG))
-            if unfinished or _key_ns(key) >= cutoff_ns:
+            if is_unfinished(last) or _key_ns(key) >= cutoff_ns:
                 continue
             try:
                 self.kube.delete_configmap(self.namespace, configmap_name(last["plan_id"]), timeout=self.timeout)
