@@ -10,13 +10,13 @@ two threads at once (a take-over resume beside the worker's own run of the plan 
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any
 
 from aiops.domain.plans import ActionPlan, Change, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action
-from aiops.remediate.approvals import (APPROVAL_EXPIRED, SHOWN_KEY, STALE_APPROVAL, approver_of, expired,
-                                       shown_change, why_stale)
+from aiops.remediate.approvals import (APPROVAL_EXPIRED, STALE_APPROVAL, approver_of, expired, shown_change,
+                                       why_stale)
 from aiops.remediate.gate import DRY_RUN, Purpose, Refusal
 from aiops.remediate.journal import RESTORE_PENDING_FLAG
 from aiops.remediate.machine import PlanExecution
@@ -25,29 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Resuming:
-    """The resume and approval paths of ``PlaybookRunner``, which provides the stages they continue with
+    """The resume paths of ``PlaybookRunner`` (an approved plan included), which provides the stages they continue with
     (``_start``, ``_act``, ``_verify``, ``_revert``, ``_watch``, ``_supersede``) and ``gate``, ``store``, ``clock``,
     ``playbooks``, ``actions``."""
-
-    def hold_for_approval(self, plan: ActionPlan, before: Mapping[str, float],
-                          baseline: Mapping[str, float] | None, detail: str) -> Execution:
-        """Journal ``plan`` as ``awaiting_approval`` (once: the same plan again returns its current state), with
-        the change a dry run describes now: what the approver is shown, and what an approval is good for."""
-        history = self.store.history(plan.id)
-        if history and history[-1]["state"] != ExecutionState.BLOCKED.value:
-            return self._rebuild(plan, history).execution
-        exe = self._execution(plan)
-        data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {})}
-        action = self.actions.get(plan.action)
-        try:
-            shown = action.apply(plan, dry_run=True) if action is not None else None
-        except Exception as exc:  # noqa: BLE001 - held all the same; without a shown change it cannot be acted on
-            shown, detail = None, f"{detail} (the change cannot be described now: {exc})"
-        if shown is not None:
-            data[SHOWN_KEY] = shown.as_dict()
-            detail = f"{detail}; would {shown.description}"
-        exe.await_approval(note=detail, data=data)
-        return exe.execution
 
     # --- resuming from the journal ---
     def resume_unfinished(self) -> list[Execution]:

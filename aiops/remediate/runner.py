@@ -18,6 +18,7 @@ from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, Execution
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi, Superseded
+from aiops.remediate.approvals import SHOWN_KEY
 from aiops.remediate.gate import PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
 from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_unfinished
 from aiops.remediate.machine import PlanExecution, TransitionObserver
@@ -125,6 +126,26 @@ class PlaybookRunner(Resuming):
             data = {**data, "intended": intended.as_dict()}
         exe.start(note=note, data=data)
         return True
+
+    def hold_for_approval(self, plan: ActionPlan, before: Mapping[str, float],
+                          baseline: Mapping[str, float] | None, detail: str) -> Execution:
+        """Journal ``plan`` as ``awaiting_approval`` (once: the same plan again returns its current state), with
+        the change a dry run describes now: what the approver is shown, and what an approval is good for."""
+        history = self.store.history(plan.id)
+        if history and history[-1]["state"] != ExecutionState.BLOCKED.value:
+            return self._rebuild(plan, history).execution
+        exe = self._execution(plan)
+        data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {})}
+        action = self.actions.get(plan.action)
+        try:
+            shown = action.apply(plan, dry_run=True) if action is not None else None
+        except Exception as exc:  # noqa: BLE001 - held all the same; without a shown change it cannot be acted on
+            shown, detail = None, f"{detail} (the change cannot be described now: {exc})"
+        if shown is not None:
+            data[SHOWN_KEY] = shown.as_dict()
+            detail = f"{detail}; would {shown.description}"
+        exe.await_approval(note=detail, data=data)
+        return exe.execution
 
     def record_blocked(self, blocked: Blocked) -> None:
         """Put a refused plan in the audit trail, once: a plan that already has a history (running, or refused
