@@ -203,6 +203,9 @@ class PolicySettings(_Section):
     # The kill switch: true stops all acting. The annotation aiops.io/kill-switch: "true" on a namespace or a
     # workload does the same for what it is on, without touching the agent's config.
     kill_switch: bool = False
+    # A plan held for a person's approval is not acted on once this long has passed since it was held: the
+    # request ends blocked (approval_expired) and the next incident plans afresh.
+    approval_ttl_seconds: float = Field(default=3600.0, gt=0)
     # A second playbook tried once when the first left the fault in place (fault -> playbook name).
     second_playbook: dict[str, str] = Field(default_factory=dict)
 

@@ -14,7 +14,9 @@ import yaml
 from aiops.cli import main
 from aiops.commands import os_user
 from aiops.domain.errors import InputError
-from aiops.domain.plans import ExecutionState
+from aiops.domain.plans import ExecutionState, Mode
+from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
+from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.runner import approve
 from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.serve.approvers import Approvers, load_approvers
@@ -57,12 +59,14 @@ def test_an_approval_plan_waits_then_acts_once_approved(sim, journal):
 
 def test_an_approved_plan_still_passes_the_guards_again(sim, journal):
     plan = make_plan()
-    run = runner(sim, ScriptedProbe({"latency_p99": 0.2}), journal)
-    run.gate = lambda p: "kill_switch: annotation aiops.io/kill-switch on namespace shop"
+    run = runner(sim, ScriptedProbe({"latency_p99": 0.2}), journal,
+                 policy=PlanPolicy(mode=Mode.ACT, namespaces=("shop",)))
     run.hold_for_approval(plan, BEFORE, None, "needs a person")
+    sim[2]._call(sim[2]._core.patch_namespace, "shop", {"metadata": {"annotations": {KILL_SWITCH_ANNOTATION: "true"}}})
     approve(journal, plan.id, "alice", 1.7e9)
     (exe,) = run.resume_approved()
     assert exe.state is ExecutionState.BLOCKED and "kill_switch" in exe.history[-1][2]
+    assert "annotation aiops.io/kill-switch on namespace shop" in exe.history[-1][2]
     assert replicas(sim[2]) == 2
 
 

@@ -16,7 +16,11 @@ import pytest
 from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
 from aiops.domain.target import Target
 from aiops.remediate.actions import PLAN_ANNOTATION
+from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
+from aiops.remediate.gate import WriteGate
 from aiops.remediate.kube_journal import KubeJournal
+from aiops.remediate.planner import PlanPolicy
+from aiops.sim.clock import WallClock
 from aiops.remediate.sqlite_journal import SqliteJournal
 from tests.support.crashrun import CRASHED, PLAYBOOK, Probe, runner_for
 from tests.test_kube_contract import APP, api, app  # noqa: F401
@@ -107,3 +111,47 @@ def test_a_killed_executor_is_resumed_from_the_journal_in_the_kubernetes_api(
     plan = make_plan(app)
     run_and_crash(kube, f"kube:{app.namespace}", plan, point, outcome)
     assert_resumed_once(api, app, KubeJournal(api, app.namespace), plan, outcome, final, replicas_after, states)
+
+
+# --- the write gate on the resume path (issue #13) --------------------------------------------------------------
+
+def agent_gate(api, journal, namespace: str, leader=None) -> WriteGate:
+    """The gate an agent acting in ``namespace`` writes through (``aiops.serve.agent.write_gate``)."""
+    return WriteGate(journal, WallClock(), PlanPolicy(mode=Mode.ACT, namespaces=(namespace,)), cluster=api,
+                     leader=leader)
+
+
+def test_a_killed_executor_is_not_resumed_over_the_namespace_kill_switch(kube, api, app, tmp_path):
+    journal_path = tmp_path / "journal.sqlite3"
+    plan = make_plan(app)
+    run_and_crash(kube, journal_path, plan, "after_decided", "recovered")
+    api._call(api._core.patch_namespace, app.namespace, {"metadata": {"annotations": {KILL_SWITCH_ANNOTATION: "true"}}})
+    journal = SqliteJournal(journal_path)
+
+    runner_for(api, journal, Probe("recovered", crash_on_read=False),
+               agent_gate(api, journal, app.namespace)).resume_unfinished()
+
+    assert replicas(api, app) == 2, "not applied over the kill switch"
+    last = journal.history(plan.id)[-1]
+    assert last["state"] == "superseded" and last["data"]["reason"] == "kill_switch"
+    assert journal.unfinished() == []
+
+
+def test_an_undo_refused_for_leadership_is_done_by_the_next_leader(api, app, tmp_path):
+    journal = SqliteJournal(tmp_path / "journal.sqlite3")
+    plan = make_plan(app)
+    leading = [True]
+
+    class LosesTheLease(Probe):
+        def read(self, namespace, workload, signals):
+            leading[0] = False  # the Lease is lost while the plan verifies
+            return super().read(namespace, workload, signals)
+
+    gate = agent_gate(api, journal, app.namespace, leader=lambda: None if leading[0] else "not the leader (lost)")
+    runner_for(api, journal, LosesTheLease("worse", crash_on_read=False), gate).run(plan, {"latency_p99": 1.0})
+    assert replicas(api, app) == 4 and journal.unfinished() == [plan.id]
+    assert journal.history(plan.id)[-1]["state"] == "rolled_back"
+
+    runner_for(api, journal, Probe("worse", crash_on_read=False),
+               agent_gate(api, journal, app.namespace)).resume_unfinished()
+    assert replicas(api, app) == 2 and journal.unfinished() == []

@@ -12,6 +12,7 @@ from aiops.clients.kube import KubeClient
 from aiops.domain.plans import ActionPlan, Change, ExecutionState, Mode, plan_id
 from aiops.domain.playbook import VerifySpec
 from aiops.domain.target import Target
+from aiops.remediate.gate import WriteGate
 from aiops.remediate.journal import JsonlJournal, MemoryJournal
 from aiops.remediate.machine import PlanExecution
 from aiops.remediate.playbooks import load_playbooks
@@ -59,11 +60,14 @@ def sim_sleep(cluster: SimCluster, clock: SimClock):
     return sleep
 
 
-def runner(sim, probe, store=None, actions=None) -> PlaybookRunner:
+def runner(sim, probe, store=None, actions=None, policy=None) -> PlaybookRunner:
+    """A runner on the simulator; with ``policy`` (a ``PlanPolicy``) its write gate checks it as the agent's does,
+    reading the cluster fresh, else the gate only keeps plans from running twice or side by side."""
     cluster, clock, kube = sim
     verifier = Verifier(probe, sim_sleep(cluster, clock), clock)
-    return PlaybookRunner(kube, store if store is not None else MemoryJournal(), verifier, PLAYBOOKS, clock,
-                          actions=actions)
+    store = store if store is not None else MemoryJournal()
+    gate = WriteGate(store, clock, policy, cluster=kube) if policy is not None else None
+    return PlaybookRunner(kube, store, verifier, PLAYBOOKS, clock, actions=actions, gate=gate)
 
 
 def make_plan(playbook="scale-up", action="scale", mode=Mode.ACT, params=None) -> ActionPlan:

@@ -23,7 +23,9 @@ from aiops.domain.target import Target
 from aiops.remediate.actions import ACTIONS, PLAN_ANNOTATION
 from aiops.sim.clock import WallClock
 from aiops.serve.agent import Agent, build_parts
-from aiops.serve.fence import LeaderFence, NotLeaderError
+from aiops.remediate.gate import OUTSIDE_GATE, Purpose, WriteGate, WriteRefused
+from aiops.remediate.journal import MemoryJournal
+from aiops.serve.fence import NotLeaderError
 from aiops.serve.leader import FOLLOWER, LEADER, STOLEN
 from aiops.serve.leadership import LeadershipGate
 from aiops.serve.metrics import AgentMetrics
@@ -215,16 +217,22 @@ def test_a_follower_runs_no_plan_and_the_leader_does(kube, ns, tmp_path):
                       playbook="restart-workload", action="restart", target=target, params={}, mode=Mode.ACT,
                       reason="fence test")
     try:
+        # Not started at all (nothing was changed): blocked, with the reason named.
         execution = agent.runner.run(plan, before={})
-        assert execution.state is ExecutionState.FAILED
+        assert execution.state is ExecutionState.BLOCKED
         assert "not the leader" in execution.history[-1][2]
-        assert agent.parts.journal.history(plan.id)[-1]["state"] == ExecutionState.FAILED.value
+        assert agent.parts.journal.history(plan.id)[-1]["data"]["reason"] == "not_leader"
         assert PLAN_ANNOTATION not in (api.get_deployment(ns, "web")["metadata"].get("annotations") or {})
+        restart = ACTIONS["restart"](agent.runner.kube, WallClock())
+        with agent.runner.gate.acting(plan, Purpose.START):  # a write inside a plan's context: fenced all the same
+            with pytest.raises(NotLeaderError):
+                restart.apply(plan, dry_run=False)
         assert agent.metrics.writes_fenced._value.get() >= 1
-        assert agent.parts.election.step() is True  # now it leads: the same client writes
-        change = ACTIONS["restart"](agent.runner.kube, WallClock()).apply(plan, dry_run=False)
-        assert change.applied
-        assert api.get_deployment(ns, "web")["metadata"]["annotations"][PLAN_ANNOTATION] == plan.id
+        assert agent.parts.election.step() is True  # now it leads: leadership no longer refuses the write
+        with pytest.raises(WriteRefused) as refused:
+            restart.apply(plan, dry_run=False)
+        assert refused.value.refusal.reason == OUTSIDE_GATE, "but only inside a plan's acting context"
+        assert PLAN_ANNOTATION not in (api.get_deployment(ns, "web")["metadata"].get("annotations") or {})
     finally:
         agent.parts.election.release()
         agent.readiness.close()
@@ -254,13 +262,19 @@ def test_fence_lets_reads_through_and_writes_only_while_leading():
     leading = [True]
     refused = []
     kube = FakeKube()
-    fence = LeaderFence(kube, lambda: leading[0], lambda: "lease taken by b", on_refused=lambda: refused.append(1))
-    fence.patch_deployment("ns", "web", {})
-    leading[0] = False
-    assert fence.get_deployment("ns", "web") == {"metadata": {"name": "web"}}
-    for write in (lambda: fence.patch_deployment("ns", "web", {}), lambda: fence.create_event("ns", {})):
-        with pytest.raises(NotLeaderError, match="lease taken by b"):
-            write()
+    gate = WriteGate(MemoryJournal(), WallClock(), leader=lambda: None if leading[0] else "lease taken by b",
+                     on_refused=refused.append)
+    fence = gate.client(kube)
+    target = Target.deployment("ns", "web")
+    plan = ActionPlan(plan_id("inc", "restart-workload", target), "inc", "restart-workload", "restart", target, {},
+                      Mode.ACT)
+    with gate.acting(plan, Purpose.START):
+        fence.patch_deployment("ns", "web", {})
+        leading[0] = False
+        assert fence.get_deployment("ns", "web") == {"metadata": {"name": "web"}}
+        for write in (lambda: fence.patch_deployment("ns", "web", {}), lambda: fence.create_event("ns", {})):
+            with pytest.raises(NotLeaderError, match="lease taken by b"):
+                write()
     assert kube.calls == ["patch_deployment", "get_deployment"] and len(refused) == 2
 
 

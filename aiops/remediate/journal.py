@@ -39,6 +39,20 @@ ACTS_FLAG = "acts"
 NOTIFY_ONLY_PLAYBOOK = "escalate"
 
 
+def is_changing(record: dict[str, Any]) -> bool:
+    """True when a plan's latest record says it may still write to its target: acting, verifying (an undo may
+    follow), or rolled back / restored with the undo not done yet. What makes a target busy for other plans."""
+    state = record["state"]
+    return state in IN_FLIGHT_STATES or (state in ("rolled_back", "restored")
+                                         and not record["data"].get(UNDONE_FLAG))
+
+
+def is_unfinished(record: dict[str, Any]) -> bool:
+    """True when a plan's latest record leaves work to do: not final, an undo not done, or a restore watch owed."""
+    return record["state"] in UNFINISHED_STATES or is_changing(record) or (
+        record["state"] == "succeeded" and bool(record["data"].get(RESTORE_PENDING_FLAG)))
+
+
 def is_start(record: dict[str, Any]) -> bool:
     """True for the record of a plan starting (a transition into an acting state, not a fact noted there, which
     has no ``trigger``); notify-only plans start too (what an escalation's cooldown counts)."""
@@ -108,12 +122,19 @@ class JournalReads:
         concurrency limit counts (an escalation passing through ``executing`` does not)."""
         return [r["plan_id"] for r in self.latest() if r["state"] in IN_FLIGHT_STATES and changes_cluster(r)]
 
+    def changing(self, target: Target) -> list[dict[str, Any]]:
+        """The latest record of every plan that may still write to ``target`` (see ``is_changing``)."""
+        want = target.as_dict()
+        return [r for r in self.latest() if r["data"].get("target") == want and is_changing(r)]
+
+    def started_at(self, plan_id: str) -> float | None:
+        """When ``plan_id`` first started acting (its first start record), or ``None`` when it never did."""
+        return next((r["ts"] for r in self.history(plan_id) if is_start(r)), None)
+
     def unfinished(self) -> list[str]:
         """Plans a restarted agent must pick up: not in a final state, rolled back or restored with the undo not
         done, or succeeded with the restore watch not finished."""
-        return [r["plan_id"] for r in self.latest() if r["state"] in UNFINISHED_STATES
-                or (r["state"] in ("rolled_back", "restored") and not r["data"].get(UNDONE_FLAG))
-                or (r["state"] == "succeeded" and r["data"].get(RESTORE_PENDING_FLAG))]
+        return [r["plan_id"] for r in self.latest() if is_unfinished(r)]
 
     def plan_of(self, plan_id: str) -> dict[str, Any] | None:
         """The plan as first journaled (``ActionPlan.as_dict()``), or ``None`` for an unknown id."""

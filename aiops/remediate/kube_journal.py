@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 from aiops.clients.kube import KubeClient, KubeError
 from aiops.domain.protocols import Clock
-from aiops.remediate.journal import JournalReads, UNDONE_FLAG, UNFINISHED_STATES
+from aiops.remediate.journal import JournalReads, is_unfinished
 from aiops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -320,9 +320,7 @@ class KubeJournal(JournalReads):
         removed = []
         for pairs in self._plans():
             key, last = pairs[-1]
-            unfinished = last["state"] in UNFINISHED_STATES or (
-                last["state"] == "rolled_back" and not last["data"].get(UNDONE_FLAG))
-            if unfinished or _key_ns(key) >= cutoff_ns:
+            if is_unfinished(last) or _key_ns(key) >= cutoff_ns:
                 continue
             name = configmap_name(last["plan_id"])
             try:

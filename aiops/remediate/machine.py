@@ -47,9 +47,11 @@ TRANSITIONS += [
     {"trigger": "error", "source": "restored", "dest": "failed"},
 ]
 # An undo or restore that would overrule a person (the object changed since the plan wrote it, or a person took
-# control through the kill switch, the mode or the scope) is not done: the plan ends ``superseded``.
+# control through the kill switch, the mode or the scope) is not done: the plan ends ``superseded``. So does a plan
+# resumed in ``executing`` after a person took control: it is not applied again.
 TRANSITIONS += [
-    {"trigger": "supersede", "source": ["verifying", "rolled_back", "succeeded", "restored"], "dest": "superseded"},
+    {"trigger": "supersede", "source": ["executing", "verifying", "rolled_back", "succeeded", "restored"],
+     "dest": "superseded"},
 ]
 
 

@@ -87,6 +87,7 @@ class PlanPolicy:
     max_concurrent: int = 3
     blast_radius_percent: float = 25.0
     kill_switch: bool = False
+    approval_ttl_seconds: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "PlanPolicy":
@@ -97,7 +98,8 @@ class PlanPolicy:
                    max_replicas=p.max_replicas, min_replicas=p.min_replicas,
                    label_selector=tuple(sorted(p.label_selector.items())),
                    max_actions_per_hour=p.max_actions_per_hour, max_concurrent=p.max_concurrent,
-                   blast_radius_percent=p.blast_radius_percent, kill_switch=p.kill_switch)
+                   blast_radius_percent=p.blast_radius_percent, kill_switch=p.kill_switch,
+                   approval_ttl_seconds=p.approval_ttl_seconds)
 
     def in_scope(self, namespace: str) -> bool:
         """True when the agent may act in ``namespace``."""

@@ -3,19 +3,21 @@
 A playbook with ``restore: {healthy_checks: N, ...}`` (``degrade``, ``isolate``) changed the routing to get
 through a bad spell. After its verification said ``succeeded``, the watch keeps reading the service every
 ``interval_seconds``; after N healthy readings in a row the plan moves ``succeeded -> restored`` (journaled first)
-and the action's own undo puts the original routing back: the same undo path as a worse verification, not a
-second mechanism. Every reading is journaled as a fact of the plan. Without N healthy readings in a row within
-``max_checks`` the mitigation stays, and the journal says so.
+and the action's own undo puts the original routing back: the same undo path as a worse verification, through the
+same write gate (a kill switch turned on, a mode or scope changed meanwhile ends the plan ``superseded`` instead),
+not a second mechanism. Every reading is journaled as a fact of the plan. Without N healthy readings in a row
+within ``max_checks`` the mitigation stays, and the journal says so. The watch only reads: it holds the plan (no
+second watch of it runs) but not its target, which other plans may act on meanwhile.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from aiops.domain.plans import Change, Execution
 from aiops.domain.playbook import Playbook, RestoreSpec
 from aiops.domain.protocols import Action
-from aiops.remediate.journal import RESTORE_PENDING_FLAG, UNDONE_FLAG
+from aiops.remediate.journal import RESTORE_PENDING_FLAG
 from aiops.remediate.machine import PlanExecution
 from aiops.remediate.verify import Verifier
 
@@ -51,10 +53,12 @@ def unhealthy(values: Mapping[str, float], signals: Sequence[str], playbook: Pla
 
 
 class Restorer:
-    """Runs the watch through a ``Verifier`` (its probe, its sleep, its clock)."""
+    """Runs the watch through a ``Verifier`` (its probe, its sleep, its clock); ``restore`` does the restoring
+    (the runner's, through the write gate: a person who took control meanwhile is not overruled)."""
 
-    def __init__(self, verifier: Verifier) -> None:
+    def __init__(self, verifier: Verifier, restore: Callable[[PlanExecution, Action, Change, int], Execution]) -> None:
         self.verifier = verifier
+        self.restore = restore
 
     def watch(self, exe: PlanExecution, action: Action, playbook: Playbook, change: Change,
               before: Mapping[str, float], baseline: Mapping[str, float] | None = None) -> Execution:
@@ -81,19 +85,7 @@ class Restorer:
                             {"restore_check": {"n": check, "values": values, "healthy": not problems, "run": run},
                              RESTORE_PENDING_FLAG: True})
             if run >= spec.healthy_checks:
-                return self._restore(exe, action, change, run)
+                return self.restore(exe, action, change, run)
         exe.record_fact(f"restore watch ended after {spec.max_checks} checks without {spec.healthy_checks} healthy "
                         "in a row: the mitigation stays", {RESTORE_PENDING_FLAG: False})
-        return exe.execution
-
-    @staticmethod
-    def _restore(exe: PlanExecution, action: Action, change: Change, run: int) -> Execution:
-        exe.restore(note=f"{run} healthy checks in a row: restoring the original routing")
-        try:
-            reverse = action.undo(exe.execution.plan, change, dry_run=False)
-        except Exception as exc:  # noqa: BLE001 - journaled as failed; the person reading it restores by hand
-            exe.error(note=f"restore failed: {exc}", data={"error": repr(exc)})
-            return exe.execution
-        exe.execution.changes.append(reverse)
-        exe.record_fact(f"restored: {reverse.description}", {"change": reverse.as_dict(), UNDONE_FLAG: True})
         return exe.execution

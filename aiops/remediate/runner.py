@@ -1,61 +1,77 @@
-"""Running one plan end to end: act, verify, and undo when things got worse, every step journaled first.
+"""Running one plan end to end: act, verify, and undo when things got worse, every step journaled first and every
+write through the one write gate (``remediate.gate``).
 
 The same code resumes a plan from the journal after a restart: each stage (act, verify, undo) starts from what the
 journal says was last written, and every stage is idempotent, so a crash at any point neither repeats nor loses an
-action.
+action. Each stage passes the gate when it starts and each write passes it again: a refusal that may pass later
+(not the leader, the target busy, the cluster unreadable) leaves the plan where it is, resumable; a person who took
+control (kill switch, dry-run, scope, cooldown) ends it ``blocked`` before it acted, ``superseded`` after.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Callable, Mapping, Sequence
 
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
-from aiops.remediate.actions import ACTIONS, KubeApi
-from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG
+from aiops.remediate.actions import ACTIONS, KubeApi, Superseded
+from aiops.remediate.approvals import SHOWN_KEY
+from aiops.remediate.gate import PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
+from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_unfinished
 from aiops.remediate.machine import PlanExecution, TransitionObserver
 from aiops.remediate.restore import Restorer
+from aiops.remediate.resume import Resuming
 from aiops.remediate.verify import Verifier
 
 log = logging.getLogger(__name__)
 
 DRY_RUN_NOTE = "dry-run"
-# Returns why the agent may not act now (kill switch, dry-run, ...) or None: checked again when an approved plan
-# is picked up, since the world may have changed while it waited.
-ActGate = Callable[[ActionPlan], "str | None"]
+# ``reason`` of a plan superseded because its object changed since the plan wrote it (``actions.Superseded``).
+CHANGED_SINCE = "changed_since"
+# How long a restore watch handed to its own thread waits for the thread that ran the plan to let go of it.
+HANDOFF_SECONDS = 30.0
+DEFAULT_APPROVAL_TTL_SECONDS = 3600.0
 
 
-class PlaybookRunner:
+class PlaybookRunner(Resuming):
     """Drives a plan through its state machine.
 
     pending -> executing (apply) -> verifying -> succeeded | rolled_back (worse and ``undo_on_worse``: undo) |
-    failed (unchanged, worse without undo, or an error). A dry-run plan ends in ``skipped`` with the would-be
+    failed (unchanged, worse without undo, or an error); ``blocked`` when the gate refused a start, ``superseded``
+    when it refused to go on because a person took control. A dry-run plan ends in ``skipped`` with the would-be
     change and never writes to the cluster. Running a plan twice changes the cluster once: the second apply finds
     the plan's annotation and goes straight to verifying.
+
+    ``gate`` is the write gate every write passes; without one the runner gets an ownership-only gate (one thread
+    per plan, one plan per target, no other plan changing it), which is what tests and tools need. The agent
+    always passes its full gate (``aiops.serve.agent.build_parts``). The actions write through ``gate.client``.
     """
 
     def __init__(self, kube: KubeApi, store: ExecutionStore, verifier: Verifier,
                  playbooks: Mapping[str, Playbook], clock: Clock,
                  actions: Mapping[str, Action] | None = None,
-                 observers: Sequence[TransitionObserver] = (), gate: ActGate | None = None) -> None:
-        self.kube = kube
+                 observers: Sequence[TransitionObserver] = (), gate: WriteGate | None = None) -> None:
+        self.gate = gate if gate is not None else WriteGate(store, clock)  # type: ignore[arg-type]
+        self.kube = self.gate.client(kube)
         self.store = store
         self.verifier = verifier
         self.playbooks = playbooks
         self.clock = clock
         self.actions: dict[str, Action] = dict(actions) if actions is not None else \
-            {kind: cls(kube, clock) for kind, cls in ACTIONS.items()}
+            {kind: cls(self.kube, clock) for kind, cls in ACTIONS.items()}
         self.observers = list(observers)
-        self.gate = gate
-        # Resumes (at start-up, on an approval, on the poll) run one at a time, so one plan is never resumed twice.
-        self._resume_lock = threading.Lock()
         # Playbooks with ``restore`` are watched after success and undone once healthy (``remediate.restore``):
         # inline (True), not at all (False), or handed to a callable that runs the watch elsewhere (a thread).
         self.restore_watch: bool | Callable[[Callable[[], object]], None] = True
+
+    @property
+    def approval_ttl_seconds(self) -> float:
+        """How long a plan held for approval may still be acted on (the gate's policy says)."""
+        policy = self.gate.policy
+        return policy.approval_ttl_seconds if policy is not None else DEFAULT_APPROVAL_TTL_SECONDS
 
     def _execution(self, plan: ActionPlan, initial: ExecutionState = ExecutionState.PENDING) -> PlanExecution:
         return PlanExecution(plan, self.store, self.clock, initial, self.observers)
@@ -63,7 +79,12 @@ class PlaybookRunner:
     def run(self, plan: ActionPlan, before: Mapping[str, float],
             baseline: Mapping[str, float] | None = None, silence: Sequence[dict] = ()) -> Execution:
         """Run ``plan``; ``before`` holds the verify signals' levels that triggered it. ``silence`` (Alertmanager
-        matcher lists) names the alerts to mute while it runs; it is journaled for the silencing observer."""
+        matcher lists) names the alerts to mute while it runs; it is journaled for the silencing observer.
+
+        A plan the journal shows unfinished is continued from there (``resume``), never started a second time."""
+        history = self.store.history(plan.id)
+        if history and is_unfinished(history[-1]):
+            return self.resume(plan.id) or self._rebuild(plan, self.store.history(plan.id)).execution
         exe = self._execution(plan)
         playbook = self.playbooks.get(plan.playbook)
         action = self.actions.get(plan.action)
@@ -72,28 +93,58 @@ class PlaybookRunner:
             return exe.execution
         if plan.mode is not Mode.ACT:
             return self._dry_run(exe, action)
-        data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {}),
-                                "silence": [list(m) for m in silence]}
-        # The intended change is journaled with "executing", before the patch: if the agent dies after the patch
-        # landed, the restarted agent still knows what to undo. (An action whose undo needs no such record, like a
-        # retrain whose versions the registry keeps, says so: describing it would cost a second training.)
-        if getattr(action, "journals_intent", True):
-            try:
-                data["intended"] = action.apply(plan, dry_run=True).as_dict()
-            except Exception as exc:  # noqa: BLE001 - cannot even read the object: nothing was changed
-                exe.error(note=f"cannot prepare {plan.playbook} on {plan.target}: {exc}", data={"error": repr(exc)})
+        purpose = Purpose.START if playbook.acts else Purpose.NOTIFY
+        with self.gate.acting(plan, purpose) as busy:
+            if busy is not None and busy.reason == PLAN_RUNNING:
+                # Another thread is running this very plan: its journal is the record, not a refusal here.
+                log.info("plan %s not run here: %s", plan.id, busy, extra={"plan": plan.id})
+                return self._rebuild(plan, self.store.history(plan.id)).execution
+            refusal = busy or self.gate.check(plan, purpose)
+            if refusal is not None:
+                exe.block(note=f"not started: {refusal}", data={"reason": refusal.reason})
                 return exe.execution
-        exe.start(note=f"applying {plan.playbook} to {plan.target}", data=data)
-        return self._act(exe, playbook, action, before, baseline)
+            data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {}),
+                                    "silence": [list(m) for m in silence]}
+            if not self._start(exe, action, f"applying {plan.playbook} to {plan.target}", data):
+                return exe.execution
+            return self._act(exe, playbook, action, before, baseline)
+
+    def _start(self, exe: PlanExecution, action: Action, note: str, data: dict[str, Any],
+               intended: Change | None = None) -> bool:
+        """Journal ``executing`` with the intended change, before the patch: if the agent dies after the patch
+        landed, the restarted agent still knows what to undo. (An action whose undo needs no such record, like a
+        retrain whose versions the registry keeps, says so: describing it would cost a second training.)"""
+        plan = exe.execution.plan
+        if getattr(action, "journals_intent", True):
+            if intended is None:
+                try:
+                    intended = action.apply(plan, dry_run=True)
+                except Exception as exc:  # noqa: BLE001 - cannot even read the object: nothing was changed
+                    exe.error(note=f"cannot prepare {plan.playbook} on {plan.target}: {exc}",
+                              data={"error": repr(exc)})
+                    return False
+            data = {**data, "intended": intended.as_dict()}
+        exe.start(note=note, data=data)
+        return True
 
     def hold_for_approval(self, plan: ActionPlan, before: Mapping[str, float],
                           baseline: Mapping[str, float] | None, detail: str) -> Execution:
-        """Journal ``plan`` as ``awaiting_approval`` (once: the same plan again returns its current state)."""
+        """Journal ``plan`` as ``awaiting_approval`` (once: the same plan again returns its current state), with
+        the change a dry run describes now: what the approver is shown, and what an approval is good for."""
         history = self.store.history(plan.id)
         if history and history[-1]["state"] != ExecutionState.BLOCKED.value:
             return self._rebuild(plan, history).execution
         exe = self._execution(plan)
-        exe.await_approval(note=detail, data={"before": dict(before), "baseline": dict(baseline or {})})
+        data: dict[str, Any] = {"before": dict(before), "baseline": dict(baseline or {})}
+        action = self.actions.get(plan.action)
+        try:
+            shown = action.apply(plan, dry_run=True) if action is not None else None
+        except Exception as exc:  # noqa: BLE001 - held all the same; without a shown change it cannot be acted on
+            shown, detail = None, f"{detail} (the change cannot be described now: {exc})"
+        if shown is not None:
+            data[SHOWN_KEY] = shown.as_dict()
+            detail = f"{detail}; would {shown.description}"
+        exe.await_approval(note=detail, data=data)
         return exe.execution
 
     def record_blocked(self, blocked: Blocked) -> None:
@@ -109,6 +160,8 @@ class PlaybookRunner:
         plan = exe.execution.plan
         try:
             change = action.apply(plan, dry_run=False)
+        except WriteRefused as exc:
+            return self._refused(exe, exc.refusal, "apply")
         except Exception as exc:  # noqa: BLE001 - any failure of the cluster call ends the plan as failed
             exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
             return exe.execution
@@ -124,74 +177,25 @@ class PlaybookRunner:
             return exe.execution
         return self._verify(exe, action, playbook, change, before, baseline)
 
-    # --- resuming from the journal ---
-    def resume_unfinished(self) -> list[Execution]:
-        """Pick up every plan the journal shows unfinished (after a crash, a restart, or a new leader); plans
-        waiting for an approval that has not come stay waiting."""
-        return self._resume_each(self.store.unfinished())
-
-    def resume_approved(self) -> list[Execution]:
-        """Act on the plans whose approval has come in; every other plan is left alone (what the agent polls)."""
-        return self._resume_each([r["plan_id"] for r in self.store.latest()
-                                  if r["state"] == ExecutionState.AWAITING_APPROVAL.value
-                                  and r["data"].get(APPROVED_FLAG)])
-
-    def _resume_each(self, plan_ids: list[str]) -> list[Execution]:
-        done = []
-        with self._resume_lock:
-            for plan_id in plan_ids:
-                try:
-                    exe = self.resume(plan_id)
-                except Exception:  # noqa: BLE001 - one bad record must not stop the others
-                    log.exception("cannot resume plan", extra={"plan": plan_id})
-                    continue
-                if exe is not None:
-                    done.append(exe)
-        return done
-
-    def resume(self, plan_id: str) -> Execution | None:
-        """Continue one plan from its last journaled state; ``None`` when there is nothing to do yet."""
-        history = self.store.history(plan_id)
-        raw = next((r["data"]["plan"] for r in history if isinstance(r["data"].get("plan"), dict)), None)
-        if raw is None:
-            return None
-        plan = ActionPlan.from_dict(raw)
-        exe = self._rebuild(plan, history)
-        playbook, action = self.playbooks.get(plan.playbook), self.actions.get(plan.action)
-        state = exe.current
-        if playbook is None or action is None:
-            if not state.final:
-                exe.error(note=f"cannot resume: playbook {plan.playbook!r} is no longer allow-listed")
+    # --- refusals ---
+    def _refused(self, exe: PlanExecution, refusal: Refusal, step: str) -> Execution:
+        """A stage the gate refused: a transient refusal leaves the plan where it is (resumable); otherwise a
+        person took control and the plan ends ``superseded``."""
+        if refusal.transient:
+            log.info("%s of plan %s postponed: %s", step, exe.execution.plan.id, refusal,
+                     extra={"plan": exe.execution.plan.id, "reason": refusal.reason})
+            exe.record_fact(f"{step} postponed: {refusal}; the plan stays {exe.state} and is resumed later",
+                            {"refused": refusal.reason})
             return exe.execution
-        before, baseline = _levels(history)
-        if state is ExecutionState.AWAITING_APPROVAL:
-            approver = next((r["data"][APPROVED_FLAG] for r in reversed(history) if r["data"].get(APPROVED_FLAG)),
-                            None)
-            if approver is None:
-                return None
-            refusal = self.gate(plan) if self.gate else None
-            if refusal or plan.mode is not Mode.ACT:
-                exe.block(note=f"approved by {approver}, but {refusal or 'the plan was made in dry-run'}",
-                          data={"reason": "gate"})
-                return exe.execution
-            exe.start(note=f"approved by {approver}: applying {plan.playbook} to {plan.target}",
-                      data={"before": before, "baseline": baseline})
-            return self._act(exe, playbook, action, before, baseline)
-        if state is ExecutionState.EXECUTING:
-            exe.record_fact("resumed after a restart: applying again (a change already made is not repeated)")
-            return self._act(exe, playbook, action, before, baseline)
-        change = self._original_change(plan)
-        if state is ExecutionState.VERIFYING:
-            exe.record_fact("resumed after a restart: verifying again")
-            if not playbook.acts:
-                exe.recovered(note="notify-only playbook: nothing to verify")
-                return exe.execution
-            return self._verify(exe, action, playbook, change or Change(plan.target, ""), before, baseline)
-        if state in (ExecutionState.ROLLED_BACK, ExecutionState.RESTORED) and change is not None:
-            self._undo(exe, action, change)
-        elif state is ExecutionState.SUCCEEDED and change is not None and playbook.restore is not None:
-            exe.record_fact("resumed after a restart: watching again before restoring", {RESTORE_PENDING_FLAG: True})
-            Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
+        return self._supersede(exe, refusal.reason, f"{step} not done: {refusal}")
+
+    def _supersede(self, exe: PlanExecution, reason: str, detail: str) -> Execution:
+        """End the plan ``superseded``: the cluster stays as it is now, and a person is told (this warning, and
+        the Event the transition observers write)."""
+        plan = exe.execution.plan
+        log.warning("plan %s superseded, the cluster is left as it is: %s", plan.id, detail,
+                    extra={"plan": plan.id, "incident": plan.incident_id, "reason": reason})
+        exe.supersede(note=f"{detail}; left as it is for a person", data={"reason": reason})
         return exe.execution
 
     def _rebuild(self, plan: ActionPlan, history: list[dict[str, Any]]) -> PlanExecution:
@@ -228,12 +232,7 @@ class PlaybookRunner:
             data[RESTORE_PENDING_FLAG] = playbook.restore is not None and change.applied and bool(self.restore_watch)
             exe.recovered(note=result.note, data=data)
             if playbook.restore is not None and self.restore_watch:
-                def watch() -> Execution:
-                    return Restorer(self.verifier).watch(exe, action, playbook, change, before, baseline)
-                if callable(self.restore_watch):
-                    self.restore_watch(watch)
-                else:
-                    watch()
+                self._watch(exe, action, playbook, change, before, baseline)
         elif result.outcome == "unchanged":
             exe.unchanged(note=result.note, data=data)
         else:
@@ -243,15 +242,64 @@ class PlaybookRunner:
                 self._undo(exe, action, change)
         return exe.execution
 
+    # --- undo and restore: the plan's own change, taken back through the gate ---
     def _undo(self, exe: PlanExecution, action: Action, change: Change) -> None:
         # rolled_back is journaled before the undo runs; a crashing undo then moves the plan to failed.
+        plan = exe.execution.plan
+        with self.gate.acting(plan, Purpose.UNDO) as busy:
+            refusal = busy or self.gate.check(plan, Purpose.UNDO)
+            if refusal is not None:
+                self._refused(exe, refusal, "undo")
+                return
+            self._revert(exe, action, change, "undo")
+
+    def _restore(self, exe: PlanExecution, action: Action, change: Change, run: int) -> Execution:
+        """The restore watch's last step: ``succeeded -> restored`` (journaled first), then the undo."""
+        plan = exe.execution.plan
+        with self.gate.acting(plan, Purpose.RESTORE) as busy:
+            refusal = busy or self.gate.check(plan, Purpose.RESTORE)
+            if refusal is not None and refusal.transient:
+                exe.record_fact(f"restore postponed: {refusal}; the watch starts again later",
+                                {RESTORE_PENDING_FLAG: True, "refused": refusal.reason})
+                return exe.execution
+            if refusal is not None:
+                return self._supersede(exe, refusal.reason, f"restore not done: {refusal}")
+            exe.restore(note=f"{run} healthy checks in a row: restoring the original routing")
+            return self._revert(exe, action, change, "restore")
+
+    def _revert(self, exe: PlanExecution, action: Action, change: Change, step: str) -> Execution:
+        """Undo ``change`` (the caller holds the gate for it): done, superseded when the object is no longer as
+        the plan left it or a person took control, postponed when refused for now, failed when it crashed."""
         try:
             reverse = action.undo(exe.execution.plan, change, dry_run=False)
-        except Exception as exc:  # noqa: BLE001
-            exe.error(note=f"undo failed: {exc}", data={"error": repr(exc)})
-            return
+        except Superseded as exc:
+            return self._supersede(exe, CHANGED_SINCE, f"{step} not done: {exc}")
+        except WriteRefused as exc:
+            return self._refused(exe, exc.refusal, step)
+        except Exception as exc:  # noqa: BLE001 - journaled as failed; the person reading it undoes by hand
+            exe.error(note=f"{step} failed: {exc}", data={"error": repr(exc)})
+            return exe.execution
         exe.execution.changes.append(reverse)
-        exe.record_fact(f"undone: {reverse.description}", {"change": reverse.as_dict(), UNDONE_FLAG: True})
+        done = "undone" if step == "undo" else "restored"
+        exe.record_fact(f"{done}: {reverse.description}", {"change": reverse.as_dict(), UNDONE_FLAG: True})
+        return exe.execution
+
+    def _watch(self, exe: PlanExecution, action: Action, playbook: Playbook, change: Change,
+               before: Mapping[str, float], baseline: Mapping[str, float] | None) -> None:
+        """Run the restore watch here (``restore_watch`` True) or hand it to ``restore_watch`` (a thread). The watch
+        holds the plan, so no second watch of it runs, but not its target."""
+        plan = exe.execution.plan
+
+        def watch() -> Execution:
+            with self.gate.holding(plan, wait=HANDOFF_SECONDS) as busy:
+                if busy is not None:
+                    log.info("restore watch of plan %s not started: %s", plan.id, busy, extra={"plan": plan.id})
+                    return exe.execution
+                return Restorer(self.verifier, self._restore).watch(exe, action, playbook, change, before, baseline)
+        if callable(self.restore_watch):
+            self.restore_watch(watch)
+        else:
+            watch()
 
     def _original_change(self, plan: ActionPlan) -> Change | None:
         """The change this plan made (from the journal), so it can still be verified and undone: the applied
@@ -271,15 +319,6 @@ class PlaybookRunner:
 def _change(plan: ActionPlan, recorded: dict[str, Any]) -> Change:
     return Change(plan.target, recorded.get("description", ""), before=recorded.get("before") or {},
                   after=recorded.get("after") or {}, applied=True)
-
-
-def _levels(history: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, float]]:
-    """The pre-action and baseline levels journaled when the plan was decided."""
-    for entry in history:
-        data = entry.get("data") or {}
-        if "before" in data:
-            return dict(data["before"]), dict(data.get("baseline") or {})
-    return {}, {}
 
 
 def approve(store: ExecutionStore, plan_id: str, approver: str, now: float) -> dict[str, Any]:

@@ -28,19 +28,19 @@ from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
 from aiops.domain.protocols import Clock
-from aiops.domain.plans import ActionPlan
 from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
 from aiops.remediate.kube_journal import KubeJournal
-from aiops.remediate.planner import PlanPolicy, check_guards
+from aiops.remediate.gate import NOT_LEADER, Refusal, WriteGate
+from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.actions import RetrainAction
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.silences import PlanSilencer
 from aiops.remediate.sqlite_journal import SqliteJournal
 from aiops.remediate.verify import Verifier
-from aiops.serve.fence import LeaderFence
+from aiops.serve.fence import leader_check
 from aiops.serve.leader import LeaseElector
 from aiops.serve.leadership import LeadershipGate
 from aiops.serve.drift_check import DriftCheck
@@ -139,19 +139,13 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
                                       clock, settings.alertmanager.silence_max_seconds))
     policy = PlanPolicy.from_settings(settings)
     facts = ClusterFacts(kube)
-
-    def gate(plan: ActionPlan) -> str | None:
-        # An approved plan passes the guards again: the kill switch may have been turned on while it waited.
-        refusal = check_guards(plan, policy, journal, clock.now(), facts.read(plan.target))
-        return f"{refusal.reason}: {refusal.detail}" if refusal else None
-
     agent_metrics = AgentMetrics()
     election = lease_elector(settings, kube)
-    runner = PlaybookRunner(fenced(kube, election, agent_metrics), journal, verifier, playbooks, clock,
-                            observers=observers, gate=gate)
+    runner = PlaybookRunner(kube, journal, verifier, playbooks, clock, observers=observers,
+                            gate=write_gate(policy, journal, clock, kube, election, agent_metrics))
     # retrain-detector refits models in the registry on the metrics it collects.
     lifecycle = ModelLifecycle(ModelStore(settings.models_dir), probe_source, clock)
-    runner.actions["retrain"] = RetrainAction(kube, clock, lifecycle)
+    runner.actions["retrain"] = RetrainAction(runner.kube, clock, lifecycle)
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
                                 policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
                                 facts=facts, second_playbook=settings.policy.second_playbook)
@@ -170,12 +164,15 @@ def lease_elector(settings: Settings, kube: KubeClient) -> LeaseElector | None:
                         advertise_url=le.advertise_url)
 
 
-def fenced(kube: KubeClient, election: LeaseElector | None, metrics: AgentMetrics):
-    """The client the runner writes through: with election on, writes need the Lease at that very moment."""
-    if election is None:
-        return kube
-    return LeaderFence(kube, lambda: election.is_leader, lambda: election.status().reason,
-                       on_refused=metrics.writes_fenced.inc)
+def write_gate(policy: PlanPolicy, journal, clock: Clock, kube: KubeClient, election: LeaseElector | None,
+               metrics: AgentMetrics) -> WriteGate:
+    """The one gate every cluster write of the runner passes (``aiops.remediate.gate``): the agent's current
+    policy, the cluster read fresh through the plain client, the journal, and, with election on, the Lease at
+    the moment of the write (writes refused for it count in ``aiops_writes_fenced_total``)."""
+    def count(refusal: Refusal) -> None:
+        if refusal.reason == NOT_LEADER:
+            metrics.writes_fenced.inc()
+    return WriteGate(journal, clock, policy, cluster=kube, leader=leader_check(election), on_refused=count)
 
 
 def journal_path(settings: Settings):
@@ -222,6 +219,8 @@ class Agent:
         self.journal_guard = JournalGuard(parts.pipeline.runner.store, self.metrics)
         parts.pipeline.runner.store = self.journal_guard
         self.journal_guard.on_recover(self._dependency_back)
+        # A plan whose journal write failed after its patch waits in ``executing``: verify (and undo) it now.
+        self.journal_guard.on_recover(self._resume_in_background)
         self.deferred = DeferredIncidents(on_give_up=self._given_up)
         self.breaker = DependencyBreaker()
         self._was_ready: bool | None = None
@@ -247,7 +246,8 @@ class Agent:
         self.server = AgentServer(app, settings.webhook.host, settings.webhook.port)
         self.scheduler = LoopScheduler(self.run_cycle, settings.loop.interval_seconds, self.metrics)
         # Plans approved through the CLI (which writes the journal directly) are picked up by this poll.
-        self.approvals = LoopScheduler(self.resume_approved, settings.loop.approval_poll_seconds,
+        # The same poll finishes plans a refusal left for later (not the leader, target busy, cluster unreadable).
+        self.approvals = LoopScheduler(self.resume_pending, settings.loop.approval_poll_seconds,
                                        run_immediately=False)
         self.drift_check = DriftCheck(parts.pipeline, ModelStore(settings.models_dir), settings.lifecycle,
                                       tuple(settings.kubernetes.namespaces), self.metrics.model_drift)
@@ -375,7 +375,7 @@ class Agent:
         return done
 
     def resume_approved(self) -> list:
-        """Act on plans whose approval came in (only the leader acts)."""
+        """Act on plans whose approval came in, end expired requests (only the leader acts)."""
         if not self.leadership.is_leader:
             return []
         done = self.parts.pipeline.runner.resume_approved()
@@ -383,9 +383,20 @@ class Agent:
             self.metrics.plans.labels(state=exe.state.value).inc()
         return done
 
+    def resume_pending(self) -> list:
+        """The poll: everything the journal shows unfinished that no thread of this agent is running (approved
+        plans, expired requests, plans a transient refusal left for later); only the leader acts."""
+        if not self.leadership.is_leader:
+            return []
+        return self.resume_unfinished()
+
     def _approved(self, plan_id: str) -> None:
         # Act at once, off the HTTP handler's thread (acting includes the verify window).
         threading.Thread(target=self.resume_approved, name="aiops-approved", daemon=True).start()
+
+    def _resume_in_background(self) -> None:
+        # Off the thread that noticed the recovery (it may be acting for another plan itself).
+        threading.Thread(target=self.resume_pending, name="aiops-resume", daemon=True).start()
     def run_drift_check(self) -> list:
         """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
         checks = self.drift_check.run()

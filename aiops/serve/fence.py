@@ -1,46 +1,28 @@
-"""A Kubernetes client that refuses to write unless this agent is the leader right now.
+"""Leadership as the write gate sees it: a write needs the leader Lease at the very moment it is made.
 
 The worker checks leadership before it handles an incident, but a plan takes time (apply, then minutes of
-verification, maybe an undo). The runner gets this wrapper instead of the bare client, so a lease lost or stolen
-mid-plan stops every later write at the last moment: reads go through, writes raise ``NotLeaderError`` (which the
-runner records as the plan's failure), and nothing is changed by an agent that no longer leads.
+verification, maybe an undo). So the write gate (``aiops.remediate.gate``) asks ``leader_check`` before every
+write: a lease lost or stolen mid-plan stops every later write at the last moment, with ``NotLeaderError``. Such a
+refusal is transient: the plan stays resumable, and the next leader (or this agent, leading again) finishes it.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Callable
+from aiops.remediate.gate import LeaderCheck, NotLeaderError
+from aiops.serve.leader import LeaseElector
 
-from aiops.domain.errors import AiopsError
-
-log = logging.getLogger(__name__)
+__all__ = ["NotLeaderError", "leader_check"]
 
 
-class NotLeaderError(AiopsError):
-    """A cluster write was refused because this agent does not hold the leader Lease."""
+def leader_check(election: LeaseElector | None) -> LeaderCheck | None:
+    """Why this agent may not write now (``None`` while it leads); ``None`` itself when election is off (the
+    agent always leads)."""
+    if election is None:
+        return None
 
-
-class LeaderFence:
-    """Wraps a ``KubeClient``: ``patch_*`` and ``create_*`` calls run only while ``is_leader()`` is true."""
-
-    def __init__(self, kube: Any, is_leader: Callable[[], bool], why: Callable[[], str] = lambda: "",
-                 on_refused: Callable[[], None] | None = None) -> None:
-        self._kube = kube
-        self._is_leader = is_leader
-        self._why = why
-        self._on_refused = on_refused
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._kube, name)
-        if not name.startswith(("patch_", "create_", "replace_", "delete_")) or name.endswith("_lease"):
-            return target  # reads, and the election's own Lease calls
-
-        def guarded(*args, **kwargs):
-            if not self._is_leader():
-                why = self._why()
-                if self._on_refused is not None:
-                    self._on_refused()
-                log.warning("refused %s: not the leader%s", name, f" ({why})" if why else "")
-                raise NotLeaderError(f"not the leader, {name} refused" + (f": {why}" if why else ""))
-            return target(*args, **kwargs)
-        return guarded
+    def why_not() -> str | None:
+        if election.is_leader:
+            return None
+        reason = election.status().reason
+        return "not the leader" + (f" ({reason})" if reason else "")
+    return why_not

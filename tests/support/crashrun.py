@@ -72,9 +72,11 @@ class Probe:
         return dict(READINGS[self.outcome])
 
 
-def runner_for(kube: KubeClient, journal, probe) -> PlaybookRunner:
+def runner_for(kube: KubeClient, journal, probe, gate=None) -> PlaybookRunner:
+    """A runner like the crashing executor's; ``gate`` (a ``WriteGate``) for one with the agent's checks."""
     clock = WallClock()
-    return PlaybookRunner(kube, journal, Verifier(probe, time.sleep, clock), {PLAYBOOK.name: PLAYBOOK}, clock)
+    return PlaybookRunner(kube, journal, Verifier(probe, time.sleep, clock), {PLAYBOOK.name: PLAYBOOK}, clock,
+                          gate=gate)
 
 
 def main(url: str, token: str, journal_path: str, plan_json: str, point: str, outcome: str) -> None:
