@@ -19,7 +19,7 @@ from aiops.remediate.machine import PlanExecution
 from aiops.remediate.runner import PlaybookRunner, approve
 from aiops.remediate.verify import Verifier
 from aiops.serve.agent import build_parts
-from aiops.settings import KubernetesSettings, LeaderElectionSettings, PolicySettings, Settings
+from aiops.settings import KubernetesSettings, LeaderElectionSettings, PolicySettings, Settings, WebhookSettings
 from aiops.sim.clock import SimClock
 from aiops.sim.cluster import SimCluster
 from aiops.sim.kubeapi import KubeApiServer
@@ -56,8 +56,9 @@ class Sim:
     def runner(self, tmp_path, probe: Probe, journal=None, mode: Mode = Mode.ACT, namespaces=(NS, ML),
                **settings) -> PlaybookRunner:
         """The runner ``build_parts`` wires for an agent with these settings, verifying with ``probe``."""
+        # On loopback: an acting agent reachable from elsewhere would need a webhook token.
         config = Settings(mode=mode, kubernetes=KubernetesSettings(host=self.server.url, namespaces=namespaces),
-                          state_dir=tmp_path / "state", **settings)
+                          webhook=WebhookSettings(listen="127.0.0.1:0"), state_dir=tmp_path / "state", **settings)
         parts = build_parts(config, kube=self.kube, clock=self.clock, sleep=self.sleep,
                             journal=journal if journal is not None else MemoryJournal(self.clock))
         runner = parts.pipeline.runner
@@ -150,8 +151,8 @@ def test_a_resumed_undo_under_the_kill_switch_leaves_the_change_to_the_person(si
 # --- 3. leadership lost while verifying -------------------------------------------------------------------------
 
 def test_an_undo_refused_for_leadership_stays_resumable_and_the_next_leader_undoes_it(sim, tmp_path):
-    election = LeaderElectionSettings(enabled=True, namespace=NS, identity="agent-a", lease_duration_seconds=5,
-                                      renew_deadline_seconds=4, retry_period_seconds=1)
+    election = LeaderElectionSettings(enabled=True, namespace=NS, identity="agent-a", lease_duration_seconds=8,
+                                      renew_deadline_seconds=3, retry_period_seconds=1)
     journal = MemoryJournal(sim.clock)
     plan = plan_for()
     holder = {}
