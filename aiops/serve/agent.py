@@ -397,6 +397,7 @@ class Agent:
     def _resume_in_background(self) -> None:
         # Off the thread that noticed the recovery (it may be acting for another plan itself).
         threading.Thread(target=self.resume_pending, name="aiops-resume", daemon=True).start()
+
     def run_drift_check(self) -> list:
         """One scheduled drift check of every namespace's model; retrain plans it started join ``results``."""
         checks = self.drift_check.run()
