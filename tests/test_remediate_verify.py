@@ -4,16 +4,19 @@ the worst level known before the action. Scripted probes and Deployments, on a s
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from aiops.domain.errors import InputError
+from aiops.domain.observations import Observations, Series
 from aiops.domain.plans import ActionPlan, Mode
 from aiops.domain.playbook import VerifySpec
 from aiops.domain.target import Target
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.rollout import rollout_pending
 from aiops.remediate.verify import Verifier
+from aiops.serve.probe import CollectorProbe
 from aiops.sim.clock import SimClock
 
 TARGET = Target.deployment("shop", "cart")
@@ -206,3 +209,25 @@ def test_a_playbook_that_rolls_nothing_does_not_wait_for_a_rollout():
     deployments = ScriptedDeployments(ROLLING)
     result = verify(ScriptedProbe(GOOD), spec(wait_for_rollout=False), deployments)
     assert result.outcome == "recovered" and deployments.calls == 0 and result.judged_from == 30.0
+
+
+def test_the_collector_probe_reads_each_signals_peak_inside_the_window_only():
+    def series(name, workload, values):
+        return Series(name, {"namespace": "shop", "workload": workload}, np.array([0.0, 15.0, 30.0, 45.0]),
+                      np.array(values, dtype=float))
+
+    class Collector:
+        def __init__(self):
+            self.asked = []
+
+        def collect(self, namespace, start, end):
+            self.asked.append((namespace, start, end))
+            return Observations("shop", start, end, signals=(
+                series("error_ratio", "cart", [0.9, 0.1, np.nan, 0.2]),
+                series("latency_p99", "cart", [0.3, 0.4, 0.35, 0.3]),
+                series("error_ratio", "frontend", [0.5, 0.5, 0.5, 0.5])))
+
+    collector = Collector()
+    peaks = CollectorProbe(collector, SimClock(45.0)).peak("shop", "cart", ["error_ratio", "restarts"], 10.0, 45.0)
+    assert peaks == {"error_ratio": 0.2}, "0.9 lies before the window, NaN is no value, restarts was not collected"
+    assert collector.asked == [("shop", 10.0, 45.0)]
