@@ -119,6 +119,18 @@ def test_recovery_ends_the_window_early_and_needs_readings_in_a_row():
     assert flapping.outcome == "unchanged" and "not recovered: error_ratio 0.3" in flapping.note
 
 
+def test_a_run_under_way_when_the_window_ends_is_followed_to_its_verdict():
+    # Real readings come later than the interval (the probe takes time), so the window may end one reading short.
+    late = verify(ScriptedProbe(BEFORE, BEFORE, GOOD, GOOD), spec(settle_seconds=0, window_seconds=45))
+    assert late.outcome == "recovered" and late.readings[-1][0] == 60.0
+    late_worse = verify(ScriptedProbe(BEFORE, BEFORE, BAD, BAD, BAD, GOOD), spec(settle_seconds=0, window_seconds=45))
+    assert late_worse.outcome == "worse" and late_worse.readings[-1][0] == 75.0
+    # Only the run under way at the end: a flapping service does not keep the window open.
+    flapping = verify(ScriptedProbe(BEFORE, BEFORE, BAD, GOOD, BAD, GOOD), spec(settle_seconds=0, window_seconds=45))
+    assert flapping.outcome == "unchanged" and flapping.readings[-1][0] == 60.0
+    assert flapping.note == "back under the recovery level for only 1 of 2 readings in a row"
+
+
 def test_the_window_counts_from_when_readings_start_to_count():
     # A slow rollout (done at 150 s) plus the settle time must not eat the time the signals get to come back.
     probe = ScriptedProbe(BEFORE)

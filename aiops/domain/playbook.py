@@ -26,7 +26,7 @@ class VerifySpec(BaseModel):
       x its worst known level: the highest of its pre-action level, its normal band and its peak in the
       ``worse_lookback_seconds`` before the action. A level taken while the fault was still unfolding (rates lag
       the pods by their trailing window) is then not mistaken for the fault's level;
-    - otherwise unchanged when the window ends.
+    - otherwise unchanged when the window ends (a run of readings under way then is followed to its verdict).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,7 +54,7 @@ class VerifySpec(BaseModel):
     @model_validator(mode="after")
     def _window_fits_the_samples(self) -> "VerifySpec":
         needed = max(self.worse_samples, self.recovered_samples)
-        if self.window_seconds < needed * self.interval_seconds:
+        if self.window_seconds < needed * self.interval_seconds * (1 - 1e-9):  # 3 x 0.1 is 0.30000000000000004
             raise ValueError(f"window_seconds {self.window_seconds:g} is too short for {needed} readings every "
                              f"interval_seconds {self.interval_seconds:g} (worse_samples {self.worse_samples}, "
                              f"recovered_samples {self.recovered_samples}): make it at least "
