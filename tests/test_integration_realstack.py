@@ -39,7 +39,7 @@ def _write_config(tmp_path, sim, prometheus_url, port, alertmanager_url=None):
     playbooks = tmp_path / "playbooks"
     shutil.copytree(STOCK_ROOT / "playbooks", playbooks)
     restart = yaml.safe_load((playbooks / "restart-workload.yaml").read_text())
-    restart["verify"].update(window_seconds=8, interval_seconds=2)
+    restart["verify"].update(window_seconds=8, interval_seconds=2, settle_seconds=2)
     (playbooks / "restart-workload.yaml").write_text(yaml.safe_dump(restart))
     (tmp_path / "token").write_text(TOKEN + "\n")
     config = {

@@ -272,8 +272,11 @@ def slow_knowledge(workdir: Path) -> tuple[Path, Path]:
         "name": "scale-slow", "description": "scale out, then watch memory for a while", "action": "scale",
         "faults": ["traffic_surge"], "params": {"factor": 2, "step_min": 1, "max_replicas": 10},
         "approval": "auto", "undo_on_worse": True,
+        # The whole window is watched (no early end, no settle, no rollout wait): the leader must still be
+        # verifying when it is killed.
         "verify": {"signals": ["memory"], "window_seconds": VERIFY_WINDOW, "interval_seconds": 0.5,
-                   "recovered_ratio": 1.0, "worse_ratio": 2.0}}))
+                   "recovered_ratio": 1.0, "worse_ratio": 2.0, "settle_seconds": 0, "wait_for_rollout": False,
+                   "recovered_samples": int(VERIFY_WINDOW / 0.5)}}))
     (rules / "alert.yaml").write_text(yaml.safe_dump({"rules": [{
         "name": "errors-mean-scale-out", "description": "the test's one rule", "fault": "traffic_surge",
         "playbook": "scale-slow", "confidence": 0.95, "when": [{"alert": {"alertname": "HighErrorRate"}}]}]}))

@@ -28,6 +28,9 @@ PLAYBOOKS = load_playbooks(Path(__file__).resolve().parent.parent / "playbooks")
 BEFORE = {"inference_latency_p99": 0.7, "requests_waiting": 20.0}
 RECOVERED = {"inference_latency_p99": 0.15, "requests_waiting": 0.0, "gpu_util": 70.0}
 CALM = {"inference_latency_p99": 0.12, "requests_waiting": 0.0, "gpu_util": 45.0}
+# degrade-model's verification: readings every 30 s count after the 60 s settle time, two recovered in a row end
+# it early (at 90 s: 3 readings; before #13 item 16 it always read for the whole 120 s window: 4).
+VERIFY_READINGS = 3
 
 
 @pytest.fixture
@@ -60,13 +63,13 @@ def selector(kube) -> dict:
 
 def test_degrade_is_restored_after_three_healthy_checks_in_a_row(sim):
     _, _, kube = sim
-    # Verification: 4 readings (120 s every 30 s). Then restore checks: unhealthy, healthy, unhealthy (the run
-    # starts over), then three healthy in a row.
+    # Verification, then restore checks: unhealthy, healthy, unhealthy (the run starts over), then three healthy
+    # in a row.
     checks = [RECOVERED, CALM, RECOVERED, CALM, CALM, CALM]
-    exe, store, plan, probe = run(sim, [RECOVERED] * 4 + checks)
+    exe, store, plan, probe = run(sim, [RECOVERED] * VERIFY_READINGS + checks)
 
     assert exe.state is ExecutionState.RESTORED
-    assert probe.calls == 4 + 6
+    assert probe.calls == VERIFY_READINGS + 6
     transitions = [s for _, s, n in exe.history if not n.startswith(("restore check", "restored:"))]
     assert transitions == ["executing", "verifying", "succeeded", "restored"]
     notes = [n for _, _, n in exe.history if n.startswith("restore check")]
@@ -85,16 +88,17 @@ def test_without_a_healthy_run_the_mitigation_stays_and_the_journal_says_so(sim,
     text = (Path(__file__).resolve().parent.parent / "playbooks" / "degrade-model.yaml").read_text()
     (tmp_path / "degrade-model.yaml").write_text(text.replace("max_checks: 60", "max_checks: 4"))
     books = {"degrade-model": read_playbook(tmp_path / "degrade-model.yaml")}
-    exe, store, plan, probe = run(sim, [RECOVERED] * 4 + [CALM, CALM, RECOVERED, CALM], playbooks=books)
+    exe, store, plan, probe = run(sim, [RECOVERED] * VERIFY_READINGS + [CALM, CALM, RECOVERED, CALM],
+                                  playbooks=books)
 
     assert exe.state is ExecutionState.SUCCEEDED
-    assert probe.calls == 8
+    assert probe.calls == VERIFY_READINGS + 4
     assert "without 3 healthy in a row" in exe.history[-1][2]
     assert selector(kube) == {"model-group": "llm"}
 
 
 def test_an_unreadable_check_is_not_healthy(sim):
-    exe, _, _, _ = run(sim, [RECOVERED] * 4 + [{"inference_latency_p99": 0.1}, CALM, CALM, CALM])
+    exe, _, _, _ = run(sim, [RECOVERED] * VERIFY_READINGS + [{"inference_latency_p99": 0.1}, CALM, CALM, CALM])
     notes = [n for _, _, n in exe.history if n.startswith("restore check")]
     assert "gpu_util not readable" in notes[0] and len(notes) == 4
     assert exe.state is ExecutionState.RESTORED
@@ -134,7 +138,7 @@ def test_without_limits_a_check_judges_like_verification():
 def test_the_watch_can_run_elsewhere_so_the_runner_returns_at_success(sim):
     cluster, clock, kube = sim
     deferred = []
-    probe = ScriptedProbe(*([RECOVERED] * 4 + [CALM] * 3))
+    probe = ScriptedProbe(*([RECOVERED] * VERIFY_READINGS + [CALM] * 3))
     runner = PlaybookRunner(kube, MemoryJournal(), Verifier(probe, sim_sleep(cluster, clock), clock), PLAYBOOKS,
                             clock)
     runner.restore_watch = deferred.append
@@ -144,7 +148,7 @@ def test_the_watch_can_run_elsewhere_so_the_runner_returns_at_success(sim):
 
     exe = runner.run(plan, BEFORE)
 
-    assert exe.state is ExecutionState.SUCCEEDED and len(deferred) == 1 and probe.calls == 4
+    assert exe.state is ExecutionState.SUCCEEDED and len(deferred) == 1 and probe.calls == VERIFY_READINGS
     assert selector(kube) == {"model-group": "llm"}
     deferred[0]()  # what the agent's background thread does
     assert exe.state is ExecutionState.RESTORED and selector(kube) == {"app": "llm"}
@@ -154,8 +158,8 @@ def test_a_restart_during_the_watch_finishes_it_and_a_restart_mid_restore_finish
     cluster, clock, kube = sim
     store = MemoryJournal()
     lost = []  # the agent died before its background watch ran
-    first = PlaybookRunner(kube, store, Verifier(ScriptedProbe(*([RECOVERED] * 4)), sim_sleep(cluster, clock), clock),
-                           PLAYBOOKS, clock)
+    verifier = Verifier(ScriptedProbe(*([RECOVERED] * VERIFY_READINGS)), sim_sleep(cluster, clock), clock)
+    first = PlaybookRunner(kube, store, verifier, PLAYBOOKS, clock)
     first.restore_watch = lost.append
     book = PLAYBOOKS["degrade-model"]
     plan = ActionPlan(plan_id("inc-3", book.name, TARGET), "inc-3", book.name, book.action, TARGET,

@@ -131,7 +131,8 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
         # Dry-run decisions are journaled too: the audit trail shows what would have been done.
         journal = open_journal(settings, kube, clock)
     probe_source = metrics_collector or collector
-    verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock)
+    # Verification reads the target Deployment (never writes it) to judge only once the action's rollout is done.
+    verifier = Verifier(CollectorProbe(probe_source, clock), sleep, clock, deployments=kube)
     observers: list = [TransitionEvents(kube, clock)]
     if settings.alertmanager.url:
         observers.append(PlanSilencer(AlertmanagerClient(settings.alertmanager.url,

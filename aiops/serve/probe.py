@@ -27,6 +27,20 @@ def latest_levels(observations: Observations, workload: str, signals: Sequence[s
     return levels
 
 
+def peak_levels(observations: Observations, workload: str, signals: Sequence[str], start: float,
+                end: float) -> dict[str, float]:
+    """The highest finite value of each of ``workload``'s ``signals`` in ``[start, end]`` (absent ones omitted)."""
+    wanted = set(signals)
+    levels: dict[str, float] = {}
+    for series in observations.signals:
+        if series.workload != workload or series.name not in wanted:
+            continue
+        mask = (series.timestamps >= start) & (series.timestamps <= end) & np.isfinite(series.values)
+        if mask.any():
+            levels[series.name] = max(levels.get(series.name, -np.inf), float(np.max(series.values[mask])))
+    return levels
+
+
 def baseline_levels(observations: Observations, workload: str, signals: Sequence[str], until: float,
                     quantile: float = 0.95) -> dict[str, float]:
     """The upper edge of each signal's normal band (``quantile`` of the values before ``until``)."""
@@ -42,7 +56,7 @@ def baseline_levels(observations: Observations, workload: str, signals: Sequence
 
 
 class CollectorProbe:
-    """Implements ``SignalProbe`` by collecting the last ``lookback_seconds`` of metrics."""
+    """Implements ``SignalProbe`` by collecting the last ``lookback_seconds`` of metrics (and ``PeakProbe``)."""
 
     def __init__(self, collector: Collector, clock: Clock, lookback_seconds: float = 300.0) -> None:
         self._collector = collector
@@ -53,3 +67,8 @@ class CollectorProbe:
         now = self._clock.now()
         observations = self._collector.collect(namespace, now - self._lookback, now)
         return latest_levels(observations, workload, signals)
+
+    def peak(self, namespace: str, workload: str, signals: Sequence[str], start: float,
+             end: float) -> dict[str, float]:
+        """How high each signal went in ``[start, end]`` (what verification judges worse against)."""
+        return peak_levels(self._collector.collect(namespace, start, end), workload, signals, start, end)

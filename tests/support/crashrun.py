@@ -31,7 +31,8 @@ CRASHED = 137
 BEFORE = {"latency_p99": 1.0}
 READINGS = {"recovered": {"latency_p99": 0.2}, "worse": {"latency_p99": 5.0}}
 PLAYBOOK = Playbook(name="scale-up", action="scale", params={"factor": 2, "step_min": 1, "max_replicas": 10},
-                    verify={"signals": ["latency_p99"], "window_seconds": 0.3, "interval_seconds": 0.1})
+                    verify={"signals": ["latency_p99"], "window_seconds": 0.3, "interval_seconds": 0.1,
+                            "settle_seconds": 0})
 
 
 def crash() -> None:
