@@ -119,9 +119,11 @@ def test_drift_opens_incident_and_a_better_challenger_is_promoted_once(tmp_path)
     assert verdict["better"] and verdict["challenger"]["score"] > verdict["champion"]["score"]
     assert record.trained_end == pytest.approx(T0 + 5.5 * HOUR, abs=STEP)  # the held-back half hour is not in it
     # The same plan again (a restarted agent, a repeated check): no second version, the journal says so.
+    # (A plan that acted and ended is not run again: its journal is the answer.)
+    ended = journal.history(plan.id)
     again = runner.run(plan, {}, None)
     assert store.versions(MODEL) == [1, 2] and again.state is ExecutionState.SUCCEEDED
-    assert "already done" in again.history[1][2]
+    assert journal.history(plan.id) == ended
     # The next check sees v2, which fits the new normal: no new incident.
     [later] = check.run()
     assert later.version == 2 and not later.drifted
@@ -152,8 +154,9 @@ def test_a_promoted_model_that_does_worse_on_newer_data_is_rolled_back(tmp_path)
     assert store.versions(MODEL) == [1, 2] and store.current_version(MODEL) == 1
     assert any("rollback shop from v2 to v1" in c.description and c.applied for c in execution.changes)
     # The same plan again (the next check sees v1 drifted, same incident, same plan id): nothing is re-promoted.
+    ended = journal.history(result.plan.id)
     again = runner.run(result.plan, {}, None)
-    assert again.state is ExecutionState.FAILED and "no longer current" in again.history[-1][2]
+    assert again.state is ExecutionState.ROLLED_BACK and journal.history(result.plan.id) == ended
     assert store.versions(MODEL) == [1, 2] and store.current_version(MODEL) == 1
 
 

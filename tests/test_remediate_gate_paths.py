@@ -407,3 +407,19 @@ def test_a_plan_whose_journal_failed_after_the_patch_is_verified_once_the_journa
     assert states(journal, plan)[-1] == "rolled_back" and sim.replicas() == 2, "verified, worse, undone"
     assert journal.in_flight() == [], "no concurrency slot held"
     agent.readiness.close()
+
+
+# --- the same plan after its cooldown ----------------------------------------------------------------------------
+
+def test_a_plan_that_acted_and_ended_is_not_run_again_after_its_cooldown(sim, tmp_path):
+    runner = sim.runner(tmp_path, Probe(BAD))
+    plan = plan_for()
+    assert runner.run(plan, BEFORE).state.value == "rolled_back" and sim.replicas() == 2
+    ended = runner.store.history(plan.id)
+    for _ in range(20):
+        sim.sleep(60)  # past the 900 s cooldown: the same incident's plan comes up again
+
+    again = runner.run(plan, BEFORE)
+
+    assert again.state.value == "rolled_back" and sim.replicas() == 2, "acted once for the incident"
+    assert runner.store.history(plan.id) == ended, "not started, verified or journaled again"

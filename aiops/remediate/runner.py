@@ -20,7 +20,7 @@ from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi, Superseded
 from aiops.remediate.approvals import SHOWN_KEY
 from aiops.remediate.gate import PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
-from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_unfinished
+from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_start, is_unfinished
 from aiops.remediate.machine import PlanExecution, TransitionObserver
 from aiops.remediate.restore import Restorer
 from aiops.remediate.resume import Resuming
@@ -81,10 +81,17 @@ class PlaybookRunner(Resuming):
         """Run ``plan``; ``before`` holds the verify signals' levels that triggered it. ``silence`` (Alertmanager
         matcher lists) names the alerts to mute while it runs; it is journaled for the silencing observer.
 
-        A plan the journal shows unfinished is continued from there (``resume``), never started a second time."""
+        A plan the journal shows unfinished is continued from there (``resume``), never started a second time; a
+        plan that already acted and ended is not run again (the same incident, playbook and target after its
+        cooldown: acting twice on one incident changes the cluster once, and its old change is not verified anew
+        against today's readings). A plan only refused or dry-run before may run."""
         history = self.store.history(plan.id)
         if history and is_unfinished(history[-1]):
             return self.resume(plan.id) or self._rebuild(plan, self.store.history(plan.id)).execution
+        if any(is_start(r) for r in history):
+            log.info("plan %s already ran (%s): not run again", plan.id, history[-1]["state"],
+                     extra={"plan": plan.id})
+            return self._rebuild(plan, history).execution
         exe = self._execution(plan)
         playbook = self.playbooks.get(plan.playbook)
         action = self.actions.get(plan.action)
