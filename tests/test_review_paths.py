@@ -82,3 +82,58 @@ def test_a_failed_audit_event_after_the_patch_does_not_leave_the_change_unverifi
     last = rig.journal.history(plan.id)[-1]
     assert replicas == 2, _states(rig, plan)
     assert last["state"] == "rolled_back" and not is_unfinished(last), _states(rig, plan)
+
+
+class AnswerLost:
+    """The apiserver applies the patch, but its answer never arrives (the bounded call times out)."""
+
+    def __init__(self, kube) -> None:
+        self._kube = kube
+        self.lost = 0
+
+    def __getattr__(self, name):
+        return getattr(self._kube, name)
+
+    def patch_deployment(self, namespace, name, patch):
+        self._kube.patch_deployment(namespace, name, patch)
+        if self.lost == 0:
+            self.lost += 1
+            raise TimeoutError("read timed out (request_timeout)")
+        return self._kube.get_deployment(namespace, name)
+
+
+def test_a_patch_that_landed_but_whose_answer_timed_out_is_still_verified_and_undone(rig):
+    """A bounded call (#13 defect 10) that times out after the apiserver applied the patch: the plan must not end
+    ``failed`` (final) with the change in place; it is verified, and undone when worse."""
+    plan = make_plan()
+    rig.spy._kube = AnswerLost(rig.kube)
+    rig.runner(Probe(WORSE)).run(plan, BEFORE)
+
+    replicas = rig.kube.get_deployment(NS, NAME)["spec"]["replicas"]
+    last = rig.journal.history(plan.id)[-1]
+    assert replicas == 2, _states(rig, plan)
+    assert last["state"] == "rolled_back" and not is_unfinished(last), _states(rig, plan)
+
+
+class Unreachable(AnswerLost):
+    """The patch landed, its answer was lost, and the apiserver stays unreachable for reads after it."""
+
+    def get_deployment(self, namespace, name):
+        if self.lost:
+            raise TimeoutError("connect timed out")
+        return self._kube.get_deployment(namespace, name)
+
+
+def test_a_patch_whose_outcome_cannot_be_known_stays_resumable(rig):
+    """When the agent cannot even read whether its patch landed, the plan stays ``executing`` (resumed later,
+    verified then), never ``failed`` with a change nobody verifies."""
+    plan = make_plan()
+    rig.spy._kube = Unreachable(rig.kube)
+    rig.runner(Probe(RECOVERED)).run(plan, BEFORE)
+    assert rig.journal.history(plan.id)[-1]["state"] == "executing", _states(rig, plan)
+    assert plan.id in rig.journal.unfinished()
+
+    rig.spy._kube = rig.kube  # the apiserver is back: the poll resumes it
+    rig.runner(Probe(RECOVERED)).resume_unfinished()
+    assert rig.journal.history(plan.id)[-1]["state"] == "succeeded", _states(rig, plan)
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4

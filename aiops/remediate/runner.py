@@ -162,9 +162,11 @@ class PlaybookRunner(Resuming):
             change = action.apply(plan, dry_run=False)
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, "apply")
-        except Exception as exc:  # noqa: BLE001 - any failure of the cluster call ends the plan as failed
-            exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
-            return exe.execution
+        except Exception as exc:  # noqa: BLE001 - failed, unless the patch landed all the same (see below)
+            landed = self._landed_anyway(exe, action, exc)
+            if landed is None:
+                return exe.execution
+            change = landed
         exe.execution.changes.append(change)
         note = change.description
         if change.already_done:
@@ -176,6 +178,25 @@ class PlaybookRunner(Resuming):
             exe.recovered(note="notify-only playbook: nothing to verify")
             return exe.execution
         return self._verify(exe, action, playbook, change, before, baseline)
+
+    def _landed_anyway(self, exe: PlanExecution, action: Action, exc: Exception) -> Change | None:
+        """An apply raised: its patch may still have landed (a bounded call timing out after the apiserver applied
+        it). Landed: the intended change, to verify (and undo when worse) like any other. Not landed: the plan ends
+        ``failed``. Cannot tell: it stays ``executing``, resumed later. Never ``failed`` with a change in place."""
+        plan = exe.execution.plan
+        try:
+            landed = action.is_satisfied(plan)
+        except Exception as check:  # noqa: BLE001 - unreadable: the outcome is unknown
+            exe.record_fact(f"apply raised ({exc}) and whether its patch landed cannot be read ({check}); the plan "
+                            "stays executing and is resumed later", {"error": repr(exc), "refused": "apply_unknown"})
+            return None
+        intended = self._original_change(plan) if landed else None
+        if intended is None:
+            exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
+            return None
+        log.warning("plan %s: apply raised (%s) but its patch landed; verifying it", plan.id, exc,
+                    extra={"plan": plan.id})
+        return intended
 
     # --- refusals ---
     def _refused(self, exe: PlanExecution, refusal: Refusal, step: str) -> Execution:
