@@ -137,3 +137,35 @@ def test_a_patch_whose_outcome_cannot_be_known_stays_resumable(rig):
     rig.runner(Probe(RECOVERED)).resume_unfinished()
     assert rig.journal.history(plan.id)[-1]["state"] == "succeeded", _states(rig, plan)
     assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4
+
+
+class UndoTimesOut:
+    """The apiserver hangs on the undo's patch (the first patch, the plan's own, goes through)."""
+
+    def __init__(self, kube) -> None:
+        self._kube = kube
+        self.patches = 0
+
+    def __getattr__(self, name):
+        return getattr(self._kube, name)
+
+    def patch_deployment(self, namespace, name, patch):
+        self.patches += 1
+        if self.patches > 1:
+            raise TimeoutError("read timed out (request_timeout)")
+        return self._kube.patch_deployment(namespace, name, patch)
+
+
+def test_an_undo_the_apiserver_did_not_answer_is_tried_again_not_given_up(rig):
+    """Worse, undoing, and the apiserver times out: the harmful change (4 replicas) is still there. The plan must
+    stay resumable so the poll (or the next leader) undoes it, not end ``failed``, a final state nobody resumes."""
+    plan = make_plan()
+    rig.spy._kube = UndoTimesOut(rig.kube)
+    rig.runner(Probe(WORSE)).run(plan, BEFORE)
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4
+    assert plan.id in rig.journal.unfinished(), _states(rig, plan)
+
+    rig.spy._kube = rig.kube
+    rig.runner(Probe(WORSE)).resume_unfinished()
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 2, _states(rig, plan)
+    assert not is_unfinished(rig.journal.history(plan.id)[-1]), _states(rig, plan)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
+from aiops.clients.kube import is_unavailable
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 DRY_RUN_NOTE = "dry-run"
 # ``reason`` of a plan superseded because its object changed since the plan wrote it (``actions.Superseded``).
 CHANGED_SINCE = "changed_since"
+# ``refused`` of an undo or restore postponed because the apiserver did not answer.
+UNAVAILABLE = "apiserver_unavailable"
 # How long a restore watch handed to its own thread waits for the thread that ran the plan to let go of it.
 HANDOFF_SECONDS = 30.0
 DEFAULT_APPROVAL_TTL_SECONDS = 3600.0
@@ -298,6 +301,10 @@ class PlaybookRunner(Resuming):
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, step)
         except Exception as exc:  # noqa: BLE001 - journaled as failed; the person reading it undoes by hand
+            if is_unavailable(exc):
+                # The apiserver did not answer: the change the plan must take back is (maybe) still there. The
+                # plan stays as it is, resumable, and the undo (idempotent: checked against a fresh read) runs again.
+                return self._refused(exe, Refusal(UNAVAILABLE, f"the apiserver did not answer: {exc}", True), step)
             exe.error(note=f"{step} failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.changes.append(reverse)
