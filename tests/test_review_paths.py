@@ -169,3 +169,23 @@ def test_an_undo_the_apiserver_did_not_answer_is_tried_again_not_given_up(rig):
     rig.runner(Probe(WORSE)).resume_unfinished()
     assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 2, _states(rig, plan)
     assert not is_unfinished(rig.journal.history(plan.id)[-1]), _states(rig, plan)
+
+
+class ProbeDown(Probe):
+    """Prometheus unreachable while the plan verifies."""
+
+    def read(self, namespace, workload, signals):
+        raise ConnectionError("prometheus: connection refused")
+
+
+def test_a_change_whose_verification_could_not_read_stays_to_be_verified(rig):
+    """The scale landed, then Prometheus was down for the verify window: the change is unverified. The plan must
+    stay resumable (verified, and undone when worse, once the signals can be read), not end ``failed`` with it."""
+    plan = make_plan()
+    rig.runner(ProbeDown()).run(plan, BEFORE)
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4
+    assert plan.id in rig.journal.unfinished(), _states(rig, plan)
+
+    rig.runner(Probe(WORSE)).resume_unfinished()
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 2, _states(rig, plan)
+    assert rig.journal.history(plan.id)[-1]["state"] == "rolled_back", _states(rig, plan)

@@ -247,6 +247,12 @@ class PlaybookRunner(Resuming):
             result = own(plan, change) if own is not None else \
                 self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
+            if change.applied:
+                # A change is in place and nobody knows whether it helped: the plan stays ``verifying`` (and its
+                # target busy) and the resume poll verifies it again, undoing it when worse. Failed, it stayed.
+                exe.record_fact(f"verification could not read ({exc}); the plan stays verifying and is verified "
+                                "again later", {"error": repr(exc), "refused": "verify_unreadable"})
+                return exe.execution
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.verification = result.as_dict()
