@@ -189,3 +189,19 @@ def test_a_change_whose_verification_could_not_read_stays_to_be_verified(rig):
     rig.runner(Probe(WORSE)).resume_unfinished()
     assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 2, _states(rig, plan)
     assert rig.journal.history(plan.id)[-1]["state"] == "rolled_back", _states(rig, plan)
+
+
+def test_the_kill_switch_on_a_degrade_fallback_deployment_is_honoured(rig):
+    """degrade-model writes to a second Deployment, the fallback (llm-small). A person who put the kill switch on
+    it has said "hands off": the plan must not scale it."""
+    from aiops.domain.target import Target
+    from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
+    from tests.test_remediate_gate import ML, ML_BEFORE, ML_RECOVERED
+
+    rig.kube.patch_deployment(ML, "llm-small", {"metadata": {"annotations": {KILL_SWITCH_ANNOTATION: "true"}}})
+    rig.spy.writes.clear()
+    plan = make_plan("degrade-model", Target.deployment(ML, "llm"))
+    rig.runner(Probe(ML_RECOVERED)).run(plan, ML_BEFORE)
+
+    assert rig.kube.get_deployment(ML, "llm-small")["spec"]["replicas"] == 1, _states(rig, plan)
+    assert "patch_deployment" not in rig.spy.writes and "patch_service" not in rig.spy.writes, _states(rig, plan)
