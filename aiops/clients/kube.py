@@ -45,6 +45,15 @@ class KubeError(Exception):
         return self.status == 404
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """True when a call failed because the apiserver was unreachable, slow or overloaded (a timeout, a refused
+    connection, 5xx, 429): a later try may pass. An answer refusing the request itself (4xx) is not."""
+    if isinstance(exc, KubeError):
+        return exc.status == 0 or exc.status >= 500 or exc.status == 429
+    # The kubernetes client lets urllib3's connection and timeout errors through unwrapped.
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] == "urllib3"
+
+
 def _wrap(exc: ApiException) -> KubeError:
     reason, message = exc.reason or "", str(exc.body or "")
     try:

@@ -5,6 +5,10 @@ comes, the runner describes the change again and acts only if it is still the on
 would now start from another revision, replicas someone changed meanwhile, make the approval ``stale_approval``.
 A request older than ``policy.approval_ttl_seconds`` (from when it was held) is ``approval_expired``, approved or
 not: the world it was judged in is gone.
+
+An approval answers one request. A plan whose request ended (blocked, expired) and that is held again (the same
+incident, so the same plan id) is a new request: only the records since it was held again count (when it was held,
+what was shown, who approved), so an approval given before a person stopped the agent never starts it later.
 """
 
 from __future__ import annotations
@@ -22,20 +26,30 @@ SHOWN_KEY = "shown"
 _WHEN_KEYS = frozenset({"restartedAt"})
 
 
+def current_request(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of the plan's latest approval request: the trailing ``awaiting_approval`` records (empty when
+    the plan is not waiting). Records of an earlier request, which ended, never count for this one."""
+    start = len(history)
+    while start > 0 and history[start - 1]["state"] == ExecutionState.AWAITING_APPROVAL.value:
+        start -= 1
+    return history[start:]
+
+
 def held_at(history: list[dict[str, Any]]) -> float | None:
-    """When the plan was first held for approval (unix s), or None."""
-    return next((r["ts"] for r in history if r["state"] == ExecutionState.AWAITING_APPROVAL.value), None)
+    """When the plan was held for the current approval request (unix s), or None."""
+    request = current_request(history)
+    return request[0]["ts"] if request else None
 
 
 def approver_of(history: list[dict[str, Any]]) -> str | None:
-    """Who approved the plan (the latest approval recorded), or None."""
-    return next((r["data"][APPROVED_FLAG] for r in reversed(history) if r["data"].get(APPROVED_FLAG)), None)
+    """Who approved the current request (the latest approval recorded for it), or None."""
+    return next((r["data"][APPROVED_FLAG] for r in reversed(current_request(history))
+                 if r["data"].get(APPROVED_FLAG)), None)
 
 
 def shown_change(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The change described to the approver when the plan was held (``Change.as_dict()``), or None."""
-    return next((r["data"][SHOWN_KEY] for r in history
-                 if r["state"] == ExecutionState.AWAITING_APPROVAL.value and r["data"].get(SHOWN_KEY)), None)
+    """The change described to the approver when the plan was held for the current request, or None."""
+    return next((r["data"][SHOWN_KEY] for r in current_request(history) if r["data"].get(SHOWN_KEY)), None)
 
 
 def expired(history: list[dict[str, Any]], now: float, ttl_seconds: float) -> bool:

@@ -26,7 +26,7 @@ import enum
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Protocol
 
 from aiops.domain.errors import AiopsError
@@ -300,8 +300,9 @@ class WriteGate:
         return None
 
     # --- the write path ---
-    def admit_write(self, call: str) -> None:
-        """Raise ``WriteRefused`` unless the client call ``call`` may write now (see ``GatedKube``)."""
+    def admit_write(self, call: str, args: tuple = ()) -> None:
+        """Raise ``WriteRefused`` unless the client call ``call`` (with positional ``args``) may write now (see
+        ``GatedKube``)."""
         acting = self.current()
         refusal: Refusal | None
         if acting is None:
@@ -310,6 +311,8 @@ class WriteGate:
             plan, purpose = acting
             # An audit Event records what the plan does; it changes nothing a person controls.
             refusal = self.check(plan, Purpose.NOTIFY if call == "create_event" else purpose)
+            if refusal is None and call == "patch_deployment" and len(args) >= 2:
+                refusal = self._second_deployment(plan, str(args[0]), str(args[1]))
         if refusal is None:
             return
         log.warning("refused %s: %s", call, refusal,
@@ -317,6 +320,16 @@ class WriteGate:
         if self._on_refused is not None:
             self._on_refused(refusal)
         raise (NotLeaderError if refusal.reason == NOT_LEADER else WriteRefused)(refusal)
+
+    def _second_deployment(self, plan: ActionPlan, namespace: str, name: str) -> Refusal | None:
+        """A write to a Deployment that is not the plan's target (degrade's fallback): it is in scope and under a
+        person's kill switch just like the target, so the same checks hold for it."""
+        target = plan.target
+        if self.policy is None or (target.kind == "Deployment"
+                                   and (namespace, name) == (target.namespace, target.name)):
+            return None
+        other = replace(plan, target=Target.deployment(namespace, name))
+        return self._policy(other, Purpose.UNDO) if self.cluster is not None else None
 
     def client(self, kube: Any) -> "GatedKube":
         """``kube`` with every write passing this gate (a client already gated by it is returned as it is)."""
@@ -348,6 +361,6 @@ class GatedKube:
         def gated(*args: Any, **kwargs: Any) -> Any:
             method = str(args[0] if args else kwargs.get("method", "")).upper() if name == "request" else ""
             if method != "GET":
-                self.gate.admit_write(name)
+                self.gate.admit_write(name, args)
             return attr(*args, **kwargs)
         return gated

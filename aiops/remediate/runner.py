@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
+from aiops.clients.kube import is_unavailable
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 DRY_RUN_NOTE = "dry-run"
 # ``reason`` of a plan superseded because its object changed since the plan wrote it (``actions.Superseded``).
 CHANGED_SINCE = "changed_since"
+# ``refused`` of an undo or restore postponed because the apiserver did not answer.
+UNAVAILABLE = "apiserver_unavailable"
 # How long a restore watch handed to its own thread waits for the thread that ran the plan to let go of it.
 HANDOFF_SECONDS = 30.0
 DEFAULT_APPROVAL_TTL_SECONDS = 3600.0
@@ -169,9 +172,11 @@ class PlaybookRunner(Resuming):
             change = action.apply(plan, dry_run=False)
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, "apply")
-        except Exception as exc:  # noqa: BLE001 - any failure of the cluster call ends the plan as failed
-            exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
-            return exe.execution
+        except Exception as exc:  # noqa: BLE001 - failed, unless the patch landed all the same (see below)
+            landed = self._landed_anyway(exe, action, exc)
+            if landed is None:
+                return exe.execution
+            change = landed
         exe.execution.changes.append(change)
         note = change.description
         if change.already_done:
@@ -183,6 +188,25 @@ class PlaybookRunner(Resuming):
             exe.recovered(note="notify-only playbook: nothing to verify")
             return exe.execution
         return self._verify(exe, action, playbook, change, before, baseline)
+
+    def _landed_anyway(self, exe: PlanExecution, action: Action, exc: Exception) -> Change | None:
+        """An apply raised: its patch may still have landed (a bounded call timing out after the apiserver applied
+        it). Landed: the intended change, to verify (and undo when worse) like any other. Not landed: the plan ends
+        ``failed``. Cannot tell: it stays ``executing``, resumed later. Never ``failed`` with a change in place."""
+        plan = exe.execution.plan
+        try:
+            landed = action.is_satisfied(plan)
+        except Exception as check:  # noqa: BLE001 - unreadable: the outcome is unknown
+            exe.record_fact(f"apply raised ({exc}) and whether its patch landed cannot be read ({check}); the plan "
+                            "stays executing and is resumed later", {"error": repr(exc), "refused": "apply_unknown"})
+            return None
+        intended = self._original_change(plan) if landed else None
+        if intended is None:
+            exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
+            return None
+        log.warning("plan %s: apply raised (%s) but its patch landed; verifying it", plan.id, exc,
+                    extra={"plan": plan.id})
+        return intended
 
     # --- refusals ---
     def _refused(self, exe: PlanExecution, refusal: Refusal, step: str) -> Execution:
@@ -230,6 +254,12 @@ class PlaybookRunner(Resuming):
             result = own(plan, change) if own is not None else \
                 self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
+            if change.applied:
+                # A change is in place and nobody knows whether it helped: the plan stays ``verifying`` (and its
+                # target busy) and the resume poll verifies it again, undoing it when worse. Failed, it stayed.
+                exe.record_fact(f"verification could not read ({exc}); the plan stays verifying and is verified "
+                                "again later", {"error": repr(exc), "refused": "verify_unreadable"})
+                return exe.execution
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.verification = result.as_dict()
@@ -284,6 +314,10 @@ class PlaybookRunner(Resuming):
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, step)
         except Exception as exc:  # noqa: BLE001 - journaled as failed; the person reading it undoes by hand
+            if is_unavailable(exc):
+                # The apiserver did not answer: the change the plan must take back is (maybe) still there. The
+                # plan stays as it is, resumable, and the undo (idempotent: checked against a fresh read) runs again.
+                return self._refused(exe, Refusal(UNAVAILABLE, f"the apiserver did not answer: {exc}", True), step)
             exe.error(note=f"{step} failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.changes.append(reverse)

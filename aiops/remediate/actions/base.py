@@ -12,12 +12,15 @@ plan's annotation and the fields the plan set still hold the values it wrote). A
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from aiops.domain.errors import AiopsError
 from aiops.domain.plans import ActionPlan, Change
 from aiops.domain.protocols import Clock
+
+log = logging.getLogger(__name__)
 
 PLAN_ANNOTATION = "aiops.io/plan-id"
 UNDONE_ANNOTATION = "aiops.io/undone-plan-id"
@@ -208,7 +211,14 @@ class ObjectAction:
                 if is_conflict(exc) and n + 1 < CONFLICT_ATTEMPTS:
                     continue
                 raise
-            self.audit(plan, step, change.description)
+            # The write landed: from here the change must be verified (and undone when worse), so an audit Event
+            # the apiserver refuses (a quota, an admission webhook, a timeout, the Lease just lost) is logged, not
+            # raised; the journal is the record. Raised, it ended the plan ``failed`` with the change in place.
+            try:
+                self.audit(plan, step, change.description)
+            except Exception as exc:  # noqa: BLE001 - see above
+                log.warning("plan %s: %s landed but its audit Event was not written: %s", plan.id, step, exc,
+                            extra={"plan": plan.id})
             return dataclasses.replace(change, applied=True)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
