@@ -116,6 +116,10 @@ def test_hypothesis_params_fill_declared_keys_only_and_cannot_lift_bounds():
     result = plan(diagnosis(playbook="shift-traffic", fault=Fault.BAD_REPLICA_SET,
                             params={"value": "abc123", "rm_rf": True}), PLAYBOOKS, ACT, NoHistory(), NOW)
     assert result.params["value"] == "abc123" and "rm_rf" not in result.params
+    # Which Service is rewritten is the playbook's to say: a diagnosis naming another workload's Service is ignored.
+    for name in ("shift-traffic", "degrade-model", "isolate-pod"):
+        aimed = plan(diagnosis(playbook=name, params={"service": "payments"}), PLAYBOOKS, ACT, NoHistory(), NOW)
+        assert aimed.params.get("service") is None, name
     scaled = plan(diagnosis(playbook="scale-up", params={"max_replicas": 999}), PLAYBOOKS, ACT, NoHistory(), NOW)
     assert scaled.params["max_replicas"] == 8
 

@@ -152,9 +152,11 @@ def plan(diagnosis: Diagnosis, playbooks: Mapping[str, Playbook], policy: PlanPo
     return candidate
 
 
-# Params an analyzer may never set: bounds, and where a degrade sends traffic (only the playbook's author says).
+# Params an analyzer may never set: bounds, where a degrade sends traffic, and which Service a shift, degrade or
+# isolate rewrites (only the playbook's author says; otherwise a diagnosis could narrow another workload's Service,
+# which the write gate, judging the plan's target, would not see).
 PLAYBOOK_ONLY_PARAMS = frozenset({"max_replicas", "min_replicas", "max_fallback_replicas", "fallback", "selector",
-                                  "strategy", "fraction"})
+                                  "strategy", "fraction", "service"})
 
 
 def check_guards(candidate: ActionPlan, policy: PlanPolicy, history: ActionHistory, now: float,
