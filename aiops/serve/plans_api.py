@@ -61,6 +61,8 @@ def add_plan_routes(app: web.Application, store: ExecutionStore, clock: Clock, o
                 body = json.loads(await request.text() or "{}")
             except ValueError:
                 return _error(400, "malformed JSON body")
+            except RecursionError:
+                return _error(400, "JSON body nested too deeply (an approval is one flat object)")
             if not isinstance(body, dict):
                 return _error(400, "the body must be a JSON object")
             claimed = body.get("approver")
