@@ -19,7 +19,7 @@ from aiops.remediate.machine import PlanExecution
 from aiops.remediate.runner import PlaybookRunner, approve
 from aiops.remediate.verify import Verifier
 from aiops.serve.agent import build_parts
-from aiops.settings import KubernetesSettings, LeaderElectionSettings, PolicySettings, Settings
+from aiops.settings import KubernetesSettings, LeaderElectionSettings, PolicySettings, Settings, WebhookSettings
 from aiops.sim.clock import SimClock
 from aiops.sim.cluster import SimCluster
 from aiops.sim.kubeapi import KubeApiServer
@@ -56,7 +56,11 @@ class Sim:
     def runner(self, tmp_path, probe: Probe, journal=None, mode: Mode = Mode.ACT, namespaces=(NS, ML),
                **settings) -> PlaybookRunner:
         """The runner ``build_parts`` wires for an agent with these settings, verifying with ``probe``."""
-        config = Settings(mode=mode, kubernetes=KubernetesSettings(host=self.server.url, namespaces=namespaces),
+        # Loopback intake (an act-mode agent refuses an open webhook) and a request bound inside the tests' Lease
+        # gap (1 s): what the settings now require; the client the runner gets is ``self.kube`` all the same.
+        config = Settings(mode=mode, webhook=WebhookSettings(listen="127.0.0.1:0"),
+                          kubernetes=KubernetesSettings(host=self.server.url, namespaces=namespaces,
+                                                        request_timeout_seconds=0.5),
                           state_dir=tmp_path / "state", **settings)
         parts = build_parts(config, kube=self.kube, clock=self.clock, sleep=self.sleep,
                             journal=journal if journal is not None else MemoryJournal(self.clock))
