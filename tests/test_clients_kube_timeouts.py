@@ -12,9 +12,10 @@ import time
 import pytest
 import urllib3
 
-from aiops.clients.kube import KubeClient
+from aiops.clients.kube import KubeClient, KubeError, outcome_unknown
 from aiops.collect.kube import KubeCollector
 from aiops.domain.target import Target
+from aiops.remediate.actions import ActionError
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.kube_journal import KubeJournal
 from aiops.settings import KubernetesSettings
@@ -160,3 +161,29 @@ def test_collectors_facts_and_journal_raise_instead_of_hanging(silent):
         kube.close()
     assert {n for n, r in results.items() if r == "hung"} == set()
     assert all(isinstance(r, BaseException) for r in results.values()), results
+
+
+def test_a_call_that_timed_out_after_it_was_sent_has_an_unknown_outcome(silent):
+    """What the runner asks before it calls a write failed (the bench's lost answer, bench/faults.py row 3): a
+    timeout after the request left may hide a write that landed; a refused connection or an API answer does not."""
+    hung = KubeClient.for_host(silent.url, request_timeout=TIMEOUT)
+    dead = KubeClient.for_host(f"http://127.0.0.1:{closed_port()}", request_timeout=TIMEOUT)
+    try:
+        timed_out = outcomes({"patch": lambda: hung.patch_deployment(NS, NAME, {"spec": {"replicas": 3}})})["patch"]
+        refused = outcomes({"patch": lambda: dead.patch_deployment(NS, NAME, {"spec": {"replicas": 3}})})["patch"]
+    finally:
+        hung.close()
+        dead.close()
+    assert outcome_unknown(timed_out), repr(timed_out)
+    assert not outcome_unknown(refused), repr(refused)
+    assert outcome_unknown(KubeError(504, "Timeout", "request did not complete within the allowed duration"))
+    assert outcome_unknown(KubeError(500, "InternalError", "etcdserver: request timed out"))
+    for definite in (KubeError(409, "Conflict", "modified"), KubeError(422, "Invalid", "test failed"),
+                     KubeError(404, "NotFound", "gone"), ValueError("a bug"), ActionError("no revision")):
+        assert not outcome_unknown(definite), repr(definite)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -56,9 +56,12 @@ class Sim:
     def runner(self, tmp_path, probe: Probe, journal=None, mode: Mode = Mode.ACT, namespaces=(NS, ML),
                **settings) -> PlaybookRunner:
         """The runner ``build_parts`` wires for an agent with these settings, verifying with ``probe``."""
-        # On loopback: an acting agent reachable from elsewhere would need a webhook token.
-        config = Settings(mode=mode, kubernetes=KubernetesSettings(host=self.server.url, namespaces=namespaces),
-                          webhook=WebhookSettings(listen="127.0.0.1:0"), state_dir=tmp_path / "state", **settings)
+        # Loopback intake (an act-mode agent refuses an open webhook) and a request bound inside the tests' Lease
+        # gap (1 s): what the settings now require; the client the runner gets is ``self.kube`` all the same.
+        config = Settings(mode=mode, webhook=WebhookSettings(listen="127.0.0.1:0"),
+                          kubernetes=KubernetesSettings(host=self.server.url, namespaces=namespaces,
+                                                        request_timeout_seconds=0.5),
+                          state_dir=tmp_path / "state", **settings)
         parts = build_parts(config, kube=self.kube, clock=self.clock, sleep=self.sleep,
                             journal=journal if journal is not None else MemoryJournal(self.clock))
         runner = parts.pipeline.runner

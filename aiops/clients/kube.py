@@ -19,6 +19,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import ConnectTimeoutError
+from urllib3.exceptions import HTTPError as TransportError
 
 from aiops.domain.errors import InputError
 from aiops.settings import KubernetesSettings
@@ -62,6 +64,22 @@ def _wrap(exc: ApiException) -> KubeError:
     except (ValueError, AttributeError):
         pass
     return KubeError(exc.status or 0, reason, message)
+
+
+# The API's own answers that do not say whether a write was done: a failure inside it, its or a proxy's timeout.
+_OUTCOME_UNKNOWN_STATUSES = frozenset({500, 502, 503, 504})
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True when a call failed without the API saying what became of it, so a write may have landed all the same:
+    the answer timed out or the connection broke after the request was sent, or the API answered 500/502/503/504.
+    False for an answer that says what happened (404, 409, 422 ...), for a request that never left (connecting
+    failed), and for anything that is not a call's failure."""
+    if isinstance(exc, KubeError):
+        return exc.status in _OUTCOME_UNKNOWN_STATUSES
+    if isinstance(exc, (ConnectTimeoutError, ConnectionRefusedError)):  # NewConnectionError too: nothing was sent
+        return False
+    return isinstance(exc, (TransportError, ConnectionError, TimeoutError))
 
 
 # What a KubeClient waits for an answer unless told otherwise (the default of kubernetes.request_timeout_seconds).

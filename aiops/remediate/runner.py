@@ -5,7 +5,9 @@ The same code resumes a plan from the journal after a restart: each stage (act, 
 journal says was last written, and every stage is idempotent, so a crash at any point neither repeats nor loses an
 action. Each stage passes the gate when it starts and each write passes it again: a refusal that may pass later
 (not the leader, the target busy, the cluster unreadable) leaves the plan where it is, resumable; a person who took
-control (kill switch, dry-run, scope, cooldown) ends it ``blocked`` before it acted, ``superseded`` after.
+control (kill switch, dry-run, scope, cooldown) ends it ``blocked`` before it acted, ``superseded`` after. A write
+whose answer never came (a timeout after the request left) is not a failure: the object is read again, a change
+that landed goes on to be verified (or counts as undone), and one that cannot be seen leaves the plan resumable.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Mapping, Sequence
 
-from aiops.clients.kube import is_unavailable
+from aiops.clients.kube import is_unavailable, outcome_unknown
 from aiops.domain.errors import InputError
 from aiops.domain.plans import ActionPlan, Blocked, Change, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
@@ -32,20 +34,20 @@ log = logging.getLogger(__name__)
 DRY_RUN_NOTE = "dry-run"
 # ``reason`` of a plan superseded because its object changed since the plan wrote it (``actions.Superseded``).
 CHANGED_SINCE = "changed_since"
-# ``refused`` of an undo or restore postponed because the apiserver did not answer.
-UNAVAILABLE = "apiserver_unavailable"
 # How long a restore watch handed to its own thread waits for the thread that ran the plan to let go of it.
 HANDOFF_SECONDS = 30.0
 DEFAULT_APPROVAL_TTL_SECONDS = 3600.0
+# ``data`` key of the fact journaled when a step's write may or may not have landed (a timeout): the step's name.
+OUTCOME_UNKNOWN = "outcome_unknown"
 
 
 class PlaybookRunner(Resuming):
     """Drives a plan through its state machine.
 
     pending -> executing (apply) -> verifying -> succeeded | rolled_back (worse and ``undo_on_worse``: undo) |
-    failed (unchanged, worse without undo, or an error); ``blocked`` when the gate refused a start, ``superseded``
-    when it refused to go on because a person took control. A dry-run plan ends in ``skipped`` with the would-be
-    change and never writes to the cluster. Running a plan twice changes the cluster once: the second apply finds
+    failed (unchanged, worse without undo, or an error that says nothing was changed); ``blocked`` when the gate
+    refused a start, ``superseded`` when it refused to go on because a person took control. A dry-run plan ends in
+    ``skipped`` with the would-be change and never writes to the cluster. Running a plan twice changes the cluster once: the second apply finds
     the plan's annotation and goes straight to verifying.
 
     ``gate`` is the write gate every write passes; without one the runner gets an ownership-only gate (one thread
@@ -172,7 +174,7 @@ class PlaybookRunner(Resuming):
             change = action.apply(plan, dry_run=False)
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, "apply")
-        except Exception as exc:  # noqa: BLE001 - failed, unless the patch landed all the same (see below)
+        except Exception as exc:  # noqa: BLE001 - a failure that says nothing changed ends the plan as failed
             landed = self._landed_anyway(exe, action, exc)
             if landed is None:
                 return exe.execution
@@ -190,23 +192,30 @@ class PlaybookRunner(Resuming):
         return self._verify(exe, action, playbook, change, before, baseline)
 
     def _landed_anyway(self, exe: PlanExecution, action: Action, exc: Exception) -> Change | None:
-        """An apply raised: its patch may still have landed (a bounded call timing out after the apiserver applied
-        it). Landed: the intended change, to verify (and undo when worse) like any other. Not landed: the plan ends
-        ``failed``. Cannot tell: it stays ``executing``, resumed later. Never ``failed`` with a change in place."""
+        """After an apply that raised: the change when it landed all the same (a timeout after the apiserver made
+        it: it is verified, and undone if need be, like any other), else None, with the plan ``failed`` when the
+        answer says nothing was changed, or left ``executing`` when that cannot be told yet (it is resumed: the
+        object is read again, and a change already made is not repeated)."""
         plan = exe.execution.plan
-        try:
-            landed = action.is_satisfied(plan)
-        except Exception as check:  # noqa: BLE001 - unreadable: the outcome is unknown
-            exe.record_fact(f"apply raised ({exc}) and whether its patch landed cannot be read ({check}); the plan "
-                            "stays executing and is resumed later", {"error": repr(exc), "refused": "apply_unknown"})
-            return None
-        intended = self._original_change(plan) if landed else None
-        if intended is None:
+        if not outcome_unknown(exc):
             exe.error(note=f"apply failed: {exc}", data={"error": repr(exc)})
             return None
-        log.warning("plan %s: apply raised (%s) but its patch landed; verifying it", plan.id, exc,
+        try:
+            if action.is_satisfied(plan):
+                return Change(plan.target, f"the answer was lost ({exc}), but the change landed", already_done=True)
+        except Exception as unreadable:  # noqa: BLE001 - still unreadable: whether it landed stays unknown
+            exc = unreadable
+        self._owed(exe, "apply", exc)
+        return None
+
+    def _owed(self, exe: PlanExecution, step: str, exc: Exception) -> None:
+        """Journal that ``step`` of the plan may or may not have landed: the plan stays where it is, unfinished,
+        and the next resume reads the object and finishes it."""
+        plan = exe.execution.plan
+        log.warning("%s of plan %s: outcome unknown (%s); resumed later", step, plan.id, exc,
                     extra={"plan": plan.id})
-        return intended
+        exe.record_fact(f"{step}: outcome unknown ({exc}); the plan stays {exe.state} and is resumed",
+                        {OUTCOME_UNKNOWN: step, "error": repr(exc)})
 
     # --- refusals ---
     def _refused(self, exe: PlanExecution, refusal: Refusal, step: str) -> Execution:
@@ -313,17 +322,36 @@ class PlaybookRunner(Resuming):
             return self._supersede(exe, CHANGED_SINCE, f"{step} not done: {exc}")
         except WriteRefused as exc:
             return self._refused(exe, exc.refusal, step)
-        except Exception as exc:  # noqa: BLE001 - journaled as failed; the person reading it undoes by hand
-            if is_unavailable(exc):
-                # The apiserver did not answer: the change the plan must take back is (maybe) still there. The
-                # plan stays as it is, resumable, and the undo (idempotent: checked against a fresh read) runs again.
-                return self._refused(exe, Refusal(UNAVAILABLE, f"the apiserver did not answer: {exc}", True), step)
-            exe.error(note=f"{step} failed: {exc}", data={"error": repr(exc)})
-            return exe.execution
+        except Exception as exc:  # noqa: BLE001 - a definite failure is journaled failed; a person undoes by hand
+            # An apiserver that did not answer (down, overloaded, timed out) is no verdict on the undo: the harmful
+            # change may still be there, so the undo stays owed (resumed, idempotent) instead of given up.
+            if not (outcome_unknown(exc) or is_unavailable(exc)):
+                exe.error(note=f"{step} failed: {exc}", data={"error": repr(exc)})
+                return exe.execution
+            reverse = self._reverted_anyway(exe, action, change, step, exc)
+            if reverse is None:
+                return exe.execution
         exe.execution.changes.append(reverse)
         done = "undone" if step == "undo" else "restored"
         exe.record_fact(f"{done}: {reverse.description}", {"change": reverse.as_dict(), UNDONE_FLAG: True})
         return exe.execution
+
+    def _reverted_anyway(self, exe: PlanExecution, action: Action, change: Change, step: str,
+                         exc: Exception) -> Change | None:
+        """After an undo whose outcome is unknown: the reverse change when the object is back where the plan found
+        it, else None with the undo still owed (the plan stays unfinished; a resume undoes it, or supersedes it
+        when someone changed the object since)."""
+        try:
+            reverse = action.undo(exe.execution.plan, change, dry_run=True)
+        except Superseded as gone:
+            self._supersede(exe, CHANGED_SINCE, f"{step} not done: {gone}")
+            return None
+        except Exception as unreadable:  # noqa: BLE001 - still unreadable: whether it landed stays unknown
+            reverse, exc = None, unreadable
+        if reverse is not None and reverse.already_done:
+            return reverse
+        self._owed(exe, step, exc)
+        return None
 
     def _watch(self, exe: PlanExecution, action: Action, playbook: Playbook, change: Change,
                before: Mapping[str, float], baseline: Mapping[str, float] | None) -> None:
