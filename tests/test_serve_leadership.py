@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from aiops.clients.kube import KubeError
 from aiops.correlate.incidents import IncidentTracker
 from aiops.domain.alerts import Alert
 from aiops.domain.incident import Incident
@@ -181,9 +182,19 @@ def test_stolen_lease_stops_the_leader_says_why_and_heals(kube, ns, tmp_path):
     try:
         wait_until(lambda: a.leadership.is_leader, 15, "agent-a leads")
         api = kube.client()
-        lease = api.get_lease(ns, "aiops-leader")
-        lease["spec"]["holderIdentity"] = "thief"
-        api.replace_lease(ns, "aiops-leader", lease)
+
+        def steal() -> bool:
+            # The agent renews every retry period: a renewal between our read and write is a 409; read again.
+            lease = api.get_lease(ns, "aiops-leader")
+            lease["spec"]["holderIdentity"] = "thief"
+            try:
+                api.replace_lease(ns, "aiops-leader", lease)
+            except KubeError as exc:
+                if exc.conflict:
+                    return False
+                raise
+            return True
+        wait_until(steal, 10, "the thief writes the Lease")
         api.close()
         wait_until(lambda: readyz(a)["leader_election"]["state"] == FOLLOWER, 5, "agent-a steps down")
         body = readyz(a)
