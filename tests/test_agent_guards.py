@@ -153,3 +153,28 @@ def test_without_a_second_playbook_a_fault_left_in_place_escalates(sim, kube, tm
         assert any(e["reason"] == "AiopsEscalation" for e in kube.list_events("shop"))
     finally:
         agent.stop()
+
+
+def test_a_plan_refused_for_now_is_tried_again_not_dropped(sim, kube, tmp_path):
+    # Leadership flaps at the very start of the plan: refused for now (not_leader), not for good. Alertmanager's
+    # re-sends are duplicates of the open incident, so the agent itself must try it again.
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    gate = agent.parts.pipeline.runner.gate
+    flaps = iter(["the Lease was lost for a moment"])
+    gate._leader = lambda: next(flaps, None)
+    try:
+        generation = kube.get_deployment("shop", "cart")["metadata"]["generation"]
+        assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
+        assert agent.worker.drain(DRAIN_SECONDS)
+        (first,) = agent.results
+        assert first.execution.state is ExecutionState.BLOCKED
+        assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation
+        assert len(agent.deferred) == 1, "kept to be tried again"
+
+        assert agent.retry_deferred(force=True) == 1
+        assert agent.worker.drain(DRAIN_SECONDS)
+        assert agent.results[-1].execution.state is ExecutionState.SUCCEEDED
+        assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation + 1
+        assert len(agent.deferred) == 0
+    finally:
+        agent.stop()

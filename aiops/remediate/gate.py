@@ -46,6 +46,8 @@ PLAN_RUNNING = "plan_running"
 DRY_RUN = "dry_run"
 TARGET_GONE = "target_gone"
 OUTSIDE_GATE = "outside_gate"
+# Refusals that say "not now" rather than "no": an incident whose plan was refused for one of them is tried again.
+TRANSIENT_REASONS = frozenset({NOT_LEADER, TARGET_BUSY, PLAN_RUNNING, FACTS_UNAVAILABLE})
 
 
 class Purpose(str, enum.Enum):

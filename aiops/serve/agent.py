@@ -27,12 +27,13 @@ from aiops.diagnose.rules import RuleEngine, RuleSet
 from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
+from aiops.domain.plans import Blocked, ExecutionState
 from aiops.domain.protocols import Clock
 from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.journal import MemoryJournal
 from aiops.remediate.kube_journal import KubeJournal
-from aiops.remediate.gate import NOT_LEADER, Refusal, WriteGate
+from aiops.remediate.gate import NOT_LEADER, TRANSIENT_REASONS, Refusal, WriteGate
 from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.actions import RetrainAction
 from aiops.remediate.playbooks import load_playbooks
@@ -275,12 +276,31 @@ class Agent:
                 self.breaker.trip(f"{type(exc).__name__}: {exc}")
             self._defer(incident, exc)
             raise
-        self.deferred.done(incident.id)
+        refused = self._refused_for_now(result)
+        if refused is not None:
+            # Not now, rather than no (leadership flapped at the start, another plan holds the target, the cluster
+            # could not be read): tried again with back-off, since Alertmanager's re-sends are only duplicates.
+            self.deferred.defer(incident.id, refused)
+            log.info("plan refused for now (%s); the incident will be tried again", refused,
+                     extra={"incident": incident.id})
+        else:
+            self.deferred.done(incident.id)
         if self.breaker.reset():
             self.retry_deferred(force=True)
         self.metrics.incidents_deferred.set(len(self.deferred))
         self._account(result)
         return result
+
+    def _refused_for_now(self, result: PipelineResult) -> str | None:
+        """The reason when the result is a refusal that may pass later (``gate.TRANSIENT_REASONS``), else None."""
+        if isinstance(result.decision, Blocked):
+            reason = result.decision.reason
+        elif result.execution is not None and result.execution.state is ExecutionState.BLOCKED:
+            last = self.parts.pipeline.runner.store.history(result.execution.plan_id)[-1:]
+            reason = last[0]["data"].get("reason") if last else None
+        else:
+            return None
+        return reason if reason in TRANSIENT_REASONS else None
 
     def _account(self, result: PipelineResult) -> None:
         """Count one pipeline result in the metrics and keep it in ``results`` (the last 100)."""
