@@ -6,10 +6,11 @@ Uses the gate tests' rig (simulator through the real client, ``tests/test_remedi
 
 from __future__ import annotations
 
+from aiops.remediate.gate import WriteGate
 from aiops.remediate.journal import is_unfinished
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.verify import Verifier
-from tests.test_remediate_gate import (BEFORE, NAME, NS, PLAYBOOKS, WORSE, Probe, Rig, make_plan,  # noqa: F401
+from tests.test_remediate_gate import (BEFORE, NAME, NS, PLAYBOOKS, RECOVERED, WORSE, Probe, Rig, make_plan,  # noqa: F401
                                        rig)
 
 
@@ -46,3 +47,34 @@ def test_a_change_whose_rollout_could_not_be_read_stays_to_be_verified(rig):
     last = rig.journal.history(plan.id)[-1]
     assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 2, _states(rig, plan)
     assert last["state"] == "rolled_back" and not is_unfinished(last), _states(rig, plan)
+
+
+# --- a leader that lost its Lease during the verify window -------------------------------------------------------
+
+def _agent(rig: Rig, probe: Probe, leads) -> PlaybookRunner:
+    """One agent process: its own gate (its own claims) on the shared journal and cluster, leading while ``leads()``."""
+    gate = WriteGate(rig.journal, rig.clock, rig.policy, cluster=rig.kube,
+                     leader=lambda: None if leads() else "not the leader (lease taken by the other agent)")
+    return PlaybookRunner(rig.spy, rig.journal, Verifier(probe, rig.sleep, rig.clock), PLAYBOOKS, rig.clock, gate=gate)
+
+
+def test_a_leader_that_lost_its_lease_while_verifying_does_not_decide_for_the_new_one(rig):
+    """Agent A scales and verifies; during its verify window it loses the Lease and B takes over: B resumes the plan,
+    verifies it recovered, and ends it ``succeeded``. A's window then ends on worse readings: A journaled
+    ``rolled_back`` over B's verdict (its undo refused, not the leader), and B's next poll took back the change B
+    had found to help. A verdict reached by an agent no longer leading must not be journaled; the leader owns it."""
+    plan = make_plan()
+    a_leads = [True]
+    b = _agent(rig, Probe(RECOVERED), lambda: not a_leads[0])
+
+    def lease_lost(n: int) -> None:
+        if n == 0:
+            a_leads[0] = False
+            b.resume_unfinished()  # B's take-over, while A still verifies
+            assert rig.journal.history(plan.id)[-1]["state"] == "succeeded", _states(rig, plan)
+
+    _agent(rig, Probe(WORSE, hook=lease_lost), lambda: a_leads[0]).run(plan, BEFORE)
+    b.resume_unfinished()  # B's poll
+
+    assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4, _states(rig, plan)
+    assert rig.journal.history(plan.id)[-1]["state"] == "succeeded", _states(rig, plan)

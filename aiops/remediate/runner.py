@@ -263,6 +263,8 @@ class PlaybookRunner(Resuming):
             result = own(plan, change) if own is not None else \
                 self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
+            if self._lost_lead(exe, "verification"):
+                return exe.execution
             if change.applied:
                 # A change is in place and nobody knows whether it helped: the plan stays ``verifying`` (and its
                 # target busy) and the resume poll verifies it again, undoing it when worse. Failed, it stayed.
@@ -272,6 +274,8 @@ class PlaybookRunner(Resuming):
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.verification = result.as_dict()
+        if self._lost_lead(exe, f"verification ({result.outcome})"):
+            return exe.execution
         data = {"verification": result.as_dict()}
         if result.outcome == "recovered":
             # A restore still to come is part of the record, so a restarted agent finishes the watch.
@@ -287,6 +291,17 @@ class PlaybookRunner(Resuming):
             if undo:
                 self._undo(exe, action, change)
         return exe.execution
+
+    def _lost_lead(self, exe: PlanExecution, step: str) -> bool:
+        """True (and nothing journaled) when this agent lost the Lease while ``step`` ran: the new leader has resumed
+        the plan by now and owns its verdict; a record from here would overwrite the leader's (a ``rolled_back`` it
+        would then undo, a ``verifying`` it would verify again)."""
+        refusal = self.gate.check(exe.execution.plan, Purpose.NOTIFY)  # NOTIFY: leadership only
+        if refusal is None:
+            return False
+        log.warning("%s of plan %s not journaled: %s; the leader resumes it", step, exe.execution.plan.id, refusal,
+                    extra={"plan": exe.execution.plan.id, "reason": refusal.reason})
+        return True
 
     # --- undo and restore: the plan's own change, taken back through the gate ---
     def _undo(self, exe: PlanExecution, action: Action, change: Change) -> None:
