@@ -9,8 +9,10 @@ from __future__ import annotations
 from aiops.remediate.gate import WriteGate
 from aiops.remediate.journal import is_unfinished
 from aiops.remediate.runner import PlaybookRunner
+from aiops.domain.target import Target
 from aiops.remediate.verify import Verifier
-from tests.test_remediate_gate import (BEFORE, NAME, NS, PLAYBOOKS, RECOVERED, WORSE, Probe, Rig, make_plan,  # noqa: F401
+from tests.test_remediate_gate import (BEFORE, ML, ML_BEFORE, ML_CALM, ML_RECOVERED, NAME, NS, PLAYBOOKS,  # noqa: F401
+                                       RECOVERED, WORSE, Probe, Rig, make_plan,
                                        rig)
 
 
@@ -78,3 +80,25 @@ def test_a_leader_that_lost_its_lease_while_verifying_does_not_decide_for_the_ne
 
     assert rig.kube.get_deployment(NS, NAME)["spec"]["replicas"] == 4, _states(rig, plan)
     assert rig.journal.history(plan.id)[-1]["state"] == "succeeded", _states(rig, plan)
+
+
+def test_a_restore_watch_that_lost_the_lease_stops_writing_to_the_plan(rig):
+    """Agent A's restore watch of a degrade loses the Lease; B takes over, watches, restores and finishes the plan.
+    A's watch went on journaling checks (and a postponed restore) in the state it had in memory, ``succeeded`` with
+    the restore pending: the record of truth said the plan was unfinished after B restored it, and B restored it a
+    second time. An agent no longer leading must stop writing to the plan."""
+    plan = make_plan("degrade-model", Target.deployment(ML, "llm"))
+    a_leads = [True]
+    b = _agent(rig, Probe(ML_CALM), lambda: not a_leads[0])
+
+    def lease_lost(n: int) -> None:
+        if n == 5:  # the watch's second check
+            a_leads[0] = False
+            b.resume_unfinished()  # B's take-over: watches and restores
+            assert rig.journal.history(plan.id)[-1]["state"] == "restored", _states(rig, plan)
+
+    _agent(rig, Probe(*([ML_RECOVERED] * 4 + [ML_CALM]), hook=lease_lost), lambda: a_leads[0]).run(plan, ML_BEFORE)
+
+    last = rig.journal.history(plan.id)[-1]
+    assert last["state"] == "restored" and plan.id not in rig.journal.unfinished(), _states(rig, plan)
+    assert sum(r["state"] == "restored" and bool(r["data"].get("trigger")) for r in rig.journal.history(plan.id)) == 1

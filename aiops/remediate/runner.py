@@ -22,7 +22,7 @@ from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi, Superseded
 from aiops.remediate.approvals import SHOWN_KEY
-from aiops.remediate.gate import PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
+from aiops.remediate.gate import NOT_LEADER, PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
 from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_start, is_unfinished
 from aiops.remediate.machine import PlanExecution, TransitionObserver
 from aiops.remediate.restore import Restorer
@@ -319,6 +319,11 @@ class PlaybookRunner(Resuming):
         plan = exe.execution.plan
         with self.gate.acting(plan, Purpose.RESTORE) as busy:
             refusal = busy or self.gate.check(plan, Purpose.RESTORE)
+            if refusal is not None and refusal.reason == NOT_LEADER:
+                # Not journaled: the new leader owns the plan now (see ``_lost_lead``); its last record already
+                # says the watch is pending.
+                log.info("restore of plan %s left to the leader: %s", plan.id, refusal, extra={"plan": plan.id})
+                return exe.execution
             if refusal is not None and refusal.transient:
                 exe.record_fact(f"restore postponed: {refusal}; the watch starts again later",
                                 {RESTORE_PENDING_FLAG: True, "refused": refusal.reason})
@@ -379,7 +384,9 @@ class PlaybookRunner(Resuming):
                 if busy is not None:
                     log.info("restore watch of plan %s not started: %s", plan.id, busy, extra={"plan": plan.id})
                     return exe.execution
-                return Restorer(self.verifier, self._restore).watch(exe, action, playbook, change, before, baseline)
+                leading = lambda: self.gate.check(plan, Purpose.NOTIFY) is None  # noqa: E731 - NOTIFY: leadership only
+                return Restorer(self.verifier, self._restore, leading).watch(exe, action, playbook, change, before,
+                                                                             baseline)
         if callable(self.restore_watch):
             self.restore_watch(watch)
         else:
