@@ -15,7 +15,7 @@ from aiops.domain.playbook import VerifySpec
 from aiops.domain.target import Target
 from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.rollout import rollout_pending
-from aiops.remediate.verify import Verifier
+from aiops.remediate.verify import RolloutUnreadable, Verifier
 from aiops.serve.probe import CollectorProbe
 from aiops.sim.clock import SimClock
 
@@ -149,9 +149,15 @@ def test_a_rollout_that_never_completes_leaves_the_outcome_open_for_a_person():
 
 
 def test_an_unreadable_deployment_is_not_a_finished_rollout():
+    # Nor a rollout that did not complete: with no answer there is no verdict at all (not "unchanged", which ended
+    # the plan failed with its change in place), so the runner keeps the change to be verified again.
     deployments = ScriptedDeployments(RuntimeError("apiserver down"))
-    result = verify(ScriptedProbe(GOOD), spec(rollout_timeout_seconds=45), deployments)
-    assert result.outcome == "unchanged" and "cannot read Deployment shop/cart: apiserver down" in result.note
+    with pytest.raises(RolloutUnreadable, match="cannot read Deployment shop/cart: apiserver down"):
+        verify(ScriptedProbe(GOOD), spec(rollout_timeout_seconds=45), deployments)
+    # Readable again before the timeout: the rollout is judged as usual.
+    recovered = verify(ScriptedProbe(GOOD), spec(rollout_timeout_seconds=90),
+                       ScriptedDeployments(RuntimeError("apiserver down"), DONE))
+    assert recovered.outcome == "recovered", recovered.note
 
 
 def test_targets_other_than_deployments_only_wait_the_settle_time():

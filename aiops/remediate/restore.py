@@ -12,6 +12,7 @@ second watch of it runs) but not its target, which other plans may act on meanwh
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Mapping, Sequence
 
 from aiops.domain.plans import Change, Execution
@@ -20,6 +21,8 @@ from aiops.domain.protocols import Action
 from aiops.remediate.journal import RESTORE_PENDING_FLAG
 from aiops.remediate.machine import PlanExecution
 from aiops.remediate.verify import Verifier
+
+log = logging.getLogger(__name__)
 
 
 def restore_signals(playbook: Playbook, before: Mapping[str, float]) -> list[str]:
@@ -56,9 +59,13 @@ class Restorer:
     """Runs the watch through a ``Verifier`` (its probe, its sleep, its clock); ``restore`` does the restoring
     (the runner's, through the write gate: a person who took control meanwhile is not overruled)."""
 
-    def __init__(self, verifier: Verifier, restore: Callable[[PlanExecution, Action, Change, int], Execution]) -> None:
+    def __init__(self, verifier: Verifier, restore: Callable[[PlanExecution, Action, Change, int], Execution],
+                 leading: Callable[[], bool] | None = None) -> None:
         self.verifier = verifier
         self.restore = restore
+        # False once this agent lost the Lease: the new leader has taken the plan over (the journal says the watch
+        # is pending) and watches it itself; a record from here would overwrite its records with a stale state.
+        self.leading = leading
 
     def watch(self, exe: PlanExecution, action: Action, playbook: Playbook, change: Change,
               before: Mapping[str, float], baseline: Mapping[str, float] | None = None) -> Execution:
@@ -79,6 +86,10 @@ class Restorer:
                 problems = unhealthy(values, signals, playbook, before, baseline)
             except Exception as exc:  # noqa: BLE001 - a probe that cannot read is an unhealthy check, not a crash
                 values, problems = {}, [f"probe failed: {exc}"]
+            if self.leading is not None and not self.leading():
+                log.warning("restore watch of plan %s stopped: this agent no longer leads; the leader resumes it",
+                            plan.id, extra={"plan": plan.id})
+                return exe.execution
             run = 0 if problems else run + 1
             verdict = "healthy" if not problems else "not healthy: " + "; ".join(problems)
             exe.record_fact(f"restore check {check}: {verdict} ({run}/{spec.healthy_checks} in a row)",

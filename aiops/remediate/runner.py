@@ -22,7 +22,7 @@ from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Action, Clock, ExecutionStore
 from aiops.remediate.actions import ACTIONS, KubeApi, Superseded
 from aiops.remediate.approvals import SHOWN_KEY
-from aiops.remediate.gate import PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
+from aiops.remediate.gate import NOT_LEADER, PLAN_RUNNING, Purpose, Refusal, WriteGate, WriteRefused
 from aiops.remediate.journal import APPROVED_FLAG, RESTORE_PENDING_FLAG, UNDONE_FLAG, is_start, is_unfinished
 from aiops.remediate.machine import PlanExecution, TransitionObserver
 from aiops.remediate.restore import Restorer
@@ -263,6 +263,8 @@ class PlaybookRunner(Resuming):
             result = own(plan, change) if own is not None else \
                 self.verifier.verify(plan, playbook.verify, before, baseline)
         except Exception as exc:  # noqa: BLE001 - a probe that cannot read leaves the outcome unknown
+            if self._lost_lead(exe, "verification"):
+                return exe.execution
             if change.applied:
                 # A change is in place and nobody knows whether it helped: the plan stays ``verifying`` (and its
                 # target busy) and the resume poll verifies it again, undoing it when worse. Failed, it stayed.
@@ -272,6 +274,8 @@ class PlaybookRunner(Resuming):
             exe.error(note=f"verification failed: {exc}", data={"error": repr(exc)})
             return exe.execution
         exe.execution.verification = result.as_dict()
+        if self._lost_lead(exe, f"verification ({result.outcome})"):
+            return exe.execution
         data = {"verification": result.as_dict()}
         if result.outcome == "recovered":
             # A restore still to come is part of the record, so a restarted agent finishes the watch.
@@ -287,6 +291,17 @@ class PlaybookRunner(Resuming):
             if undo:
                 self._undo(exe, action, change)
         return exe.execution
+
+    def _lost_lead(self, exe: PlanExecution, step: str) -> bool:
+        """True (and nothing journaled) when this agent lost the Lease while ``step`` ran: the new leader has resumed
+        the plan by now and owns its verdict; a record from here would overwrite the leader's (a ``rolled_back`` it
+        would then undo, a ``verifying`` it would verify again)."""
+        refusal = self.gate.check(exe.execution.plan, Purpose.NOTIFY)  # NOTIFY: leadership only
+        if refusal is None:
+            return False
+        log.warning("%s of plan %s not journaled: %s; the leader resumes it", step, exe.execution.plan.id, refusal,
+                    extra={"plan": exe.execution.plan.id, "reason": refusal.reason})
+        return True
 
     # --- undo and restore: the plan's own change, taken back through the gate ---
     def _undo(self, exe: PlanExecution, action: Action, change: Change) -> None:
@@ -304,6 +319,11 @@ class PlaybookRunner(Resuming):
         plan = exe.execution.plan
         with self.gate.acting(plan, Purpose.RESTORE) as busy:
             refusal = busy or self.gate.check(plan, Purpose.RESTORE)
+            if refusal is not None and refusal.reason == NOT_LEADER:
+                # Not journaled: the new leader owns the plan now (see ``_lost_lead``); its last record already
+                # says the watch is pending.
+                log.info("restore of plan %s left to the leader: %s", plan.id, refusal, extra={"plan": plan.id})
+                return exe.execution
             if refusal is not None and refusal.transient:
                 exe.record_fact(f"restore postponed: {refusal}; the watch starts again later",
                                 {RESTORE_PENDING_FLAG: True, "refused": refusal.reason})
@@ -364,7 +384,9 @@ class PlaybookRunner(Resuming):
                 if busy is not None:
                     log.info("restore watch of plan %s not started: %s", plan.id, busy, extra={"plan": plan.id})
                     return exe.execution
-                return Restorer(self.verifier, self._restore).watch(exe, action, playbook, change, before, baseline)
+                leading = lambda: self.gate.check(plan, Purpose.NOTIFY) is None  # noqa: E731 - NOTIFY: leadership only
+                return Restorer(self.verifier, self._restore, leading).watch(exe, action, playbook, change, before,
+                                                                             baseline)
         if callable(self.restore_watch):
             self.restore_watch(watch)
         else:

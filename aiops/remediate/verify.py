@@ -21,6 +21,11 @@ Outcome = Literal["recovered", "worse", "unchanged"]
 _EPS = 1e-9
 
 
+class RolloutUnreadable(Exception):
+    """The target's rollout could not be read until the rollout timeout: no verdict (not even "unchanged") can be
+    given, so the caller keeps the change to be verified again (``runner`` leaves the plan ``verifying``)."""
+
+
 class PeakProbe(Protocol):
     """A probe that can also say how high each signal went in a past window (``CollectorProbe`` can)."""
 
@@ -77,7 +82,7 @@ class Verifier:
         reference = self._worse_reference(plan, spec, signals, before, baseline, start)
         readings: list[tuple[float, dict[str, float]]] = []
         # No rollout to wait for (or already complete): readings count once the settle time has passed.
-        waiting = self._rollout_pending(plan) if spec.wait_for_rollout else None
+        waiting, unreadable = self._rollout_pending(plan) if spec.wait_for_rollout else (None, None)
         judged_from = start + spec.settle_seconds if waiting is None else None
         worse_run = recovered_run = 0
         pending = "no reading yet"
@@ -86,10 +91,13 @@ class Verifier:
             self._sleep(spec.interval_seconds)
             now = self._clock.now()
             if judged_from is None:
-                waiting = self._rollout_pending(plan)
+                waiting, unreadable = self._rollout_pending(plan)
                 if waiting is None:
                     judged_from = now + spec.settle_seconds
                 elif now - start >= spec.rollout_timeout_seconds - _EPS:
+                    if unreadable is not None:
+                        # An apiserver that does not answer says nothing about the rollout: no verdict at all.
+                        raise RolloutUnreadable(waiting) from unreadable
                     readings.append((now, self._read(plan, signals)))
                     return VerifyResult("unchanged", readings, f"the rollout did not complete within "
                                         f"{spec.rollout_timeout_seconds:g}s ({waiting}): cannot judge the action",
@@ -127,14 +135,15 @@ class Verifier:
     def _read(self, plan: ActionPlan, signals: Sequence[str]) -> dict[str, float]:
         return dict(self._probe.read(plan.target.namespace, plan.target.name, list(signals)))
 
-    def _rollout_pending(self, plan: ActionPlan) -> str | None:
-        """What the target's rollout still waits for; None when done or when there is no rollout to watch."""
+    def _rollout_pending(self, plan: ActionPlan) -> tuple[str | None, Exception | None]:
+        """What the target's rollout still waits for (None when done or when there is no rollout to watch), and
+        the error when the Deployment could not be read (then the rollout is taken as not done)."""
         if self._deployments is None or plan.target.kind != "Deployment":
-            return None
+            return None, None
         try:
-            return rollout_pending(self._deployments.get_deployment(plan.target.namespace, plan.target.name))
+            return rollout_pending(self._deployments.get_deployment(plan.target.namespace, plan.target.name)), None
         except Exception as exc:  # noqa: BLE001 - unknown is not done: wait (up to the rollout timeout)
-            return f"cannot read {plan.target}: {exc}"
+            return f"cannot read {plan.target}: {exc}", exc
 
     def _worse_reference(self, plan: ActionPlan, spec: VerifySpec, signals: list[str],
                          before: Mapping[str, float], baseline: Mapping[str, float], start: float) -> dict[str, float]:
