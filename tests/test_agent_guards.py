@@ -9,6 +9,7 @@ import requests
 import yaml
 
 from aiops.domain.errors import InputError
+from aiops.collect.alertmanager import parse_webhook
 from aiops.domain.plans import ExecutionState, Mode
 from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
 from aiops.remediate.verify import VerifyResult
@@ -176,5 +177,21 @@ def test_a_plan_refused_for_now_is_tried_again_not_dropped(sim, kube, tmp_path):
         assert agent.results[-1].execution.state is ExecutionState.SUCCEEDED
         assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation + 1
         assert len(agent.deferred) == 0
+    finally:
+        agent.stop()
+
+
+def test_a_retry_claimed_while_following_is_not_left_claimed_for_good(sim, kube, tmp_path):
+    # A retry that reaches the worker after this agent stopped leading is held for the take-over; the retry list
+    # must not keep it claimed (never tried again, counted as deferred for good).
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    try:
+        (alert, *_) = parse_webhook(alert_payload("shop", "cart", sim.clock.now() - 120))
+        incident = agent.tracker.ingest(alert).incident
+        agent.deferred.defer(incident.id, "target_busy")
+        agent.leadership.admit = lambda i: False  # this agent follows now
+        assert agent.retry_deferred(force=True) == 1
+        assert agent.worker.drain(DRAIN_SECONDS)
+        assert len(agent.deferred) == 0 and agent.metrics.incidents_deferred._value.get() == 0
     finally:
         agent.stop()

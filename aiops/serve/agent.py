@@ -262,6 +262,10 @@ class Agent:
         unwritable) is kept and tried again later; while a dependency is known to be down, new ones are kept
         without trying (None)."""
         if not self.leadership.admit(incident):
+            # Held until this agent leads (the take-over hands it to the worker); a retry it was claimed for is
+            # over, or it would stay claimed, never tried again and counted as deferred for good.
+            self.deferred.done(incident.id)
+            self.metrics.incidents_deferred.set(len(self.deferred))
             return None
         held = self.breaker.holding()
         if held is not None:
