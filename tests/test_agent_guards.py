@@ -10,7 +10,9 @@ import yaml
 
 from aiops.domain.errors import InputError
 from aiops.collect.alertmanager import parse_webhook
-from aiops.domain.plans import ExecutionState, Mode
+from aiops.domain.plans import ActionPlan, ExecutionState, Mode, plan_id
+from aiops.domain.target import Target
+from aiops.remediate.machine import PlanExecution
 from aiops.remediate.facts import KILL_SWITCH_ANNOTATION
 from aiops.remediate.verify import VerifyResult
 from aiops.serve.agent import Agent, build_parts
@@ -193,5 +195,27 @@ def test_a_retry_claimed_while_following_is_not_left_claimed_for_good(sim, kube,
         assert agent.retry_deferred(force=True) == 1
         assert agent.worker.drain(DRAIN_SECONDS)
         assert len(agent.deferred) == 0 and agent.metrics.incidents_deferred._value.get() == 0
+    finally:
+        agent.stop()
+
+
+def test_a_plan_the_agent_cannot_finish_shows_how_long_it_has_been_owed(sim, kube, tmp_path):
+    # A plan journaled executing whose target cannot be read (gone): the poll keeps trying; the gauges tell a person.
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    try:
+        agent.resume_pending()
+        assert agent.metrics.plans_owed._value.get() == 0 and agent.metrics.plans_owed_oldest._value.get() == 0
+        journal = agent.parts.pipeline.runner.store
+        target = Target.deployment("shop", "cart")
+        plan = ActionPlan(plan_id("inc-owed", "scale-up", target), "inc-owed", "scale-up", "scale", target,
+                          {"factor": 2}, Mode.ACT)
+        gate = agent.parts.pipeline.runner.gate
+        gate._leader = lambda: "not now"  # every resume is refused for now: the plan stays executing
+        PlanExecution(plan, journal, sim.clock).start(note="applying", data={"before": {}, "baseline": {}})
+        sim.advance(600)
+        agent.resume_pending()
+        assert journal.latest()[-1]["state"] == "executing"
+        assert agent.metrics.plans_owed._value.get() == 1
+        assert agent.metrics.plans_owed_oldest._value.get() >= 600
     finally:
         agent.stop()

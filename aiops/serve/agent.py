@@ -31,7 +31,7 @@ from aiops.domain.plans import Blocked, ExecutionState
 from aiops.domain.protocols import Clock
 from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
-from aiops.remediate.journal import MemoryJournal
+from aiops.remediate.journal import MemoryJournal, is_unfinished
 from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.gate import NOT_LEADER, TRANSIENT_REASONS, Refusal, WriteGate
 from aiops.remediate.planner import PlanPolicy
@@ -64,6 +64,9 @@ from aiops.serve.worker import IncidentWorker, QueueingReceiver
 from aiops.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The states of a plan that changed (or began to change) the cluster and is not done with it.
+OWED_STATES = frozenset({"executing", "verifying", "rolled_back", "restored"})
 
 
 class WallClock:
@@ -413,7 +416,21 @@ class Agent:
         plans, expired requests, plans a transient refusal left for later); only the leader acts."""
         if not self.leadership.is_leader:
             return []
-        return self.resume_unfinished()
+        done = self.resume_unfinished()
+        self._count_owed()
+        return done
+
+    def _count_owed(self) -> None:
+        """Show what the agent still owes the cluster (``aiops_plans_owed``, and since when): a plan refused for now
+        is retried at every poll without end, so how long one has waited is what tells a person to look."""
+        store = self.parts.pipeline.runner.store
+        try:
+            owed = [r["plan_id"] for r in store.latest() if r["state"] in OWED_STATES and is_unfinished(r)]
+            started = [t for t in (store.started_at(p) for p in owed) if t is not None]
+        except Exception:  # noqa: BLE001 - the journal guard already reports an unreadable journal
+            return
+        self.metrics.plans_owed.set(len(owed))
+        self.metrics.plans_owed_oldest.set(max(0.0, self.parts.clock.now() - min(started)) if started else 0.0)
 
     def _approved(self, plan_id: str) -> None:
         # Act at once, off the HTTP handler's thread (acting includes the verify window).

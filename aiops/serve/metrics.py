@@ -38,6 +38,13 @@ class AgentMetrics:
         self.detections = Counter("aiops_detections", "Anomalies reported by the detectors.", registry=r)
         self.diagnoses = Counter("aiops_diagnoses", "Diagnoses made, by chosen fault.", ["fault"], registry=r)
         self.plans = Counter("aiops_plans", "Plans that reached a state.", ["state"], registry=r)
+        self.plans_owed = Gauge("aiops_plans_owed", "Plans that started acting and are not done: executing, "
+                                "verifying, or an undo still to do (resumed by the poll), at the last poll.",
+                                registry=r)
+        self.plans_owed_oldest = Gauge("aiops_plans_owed_oldest_seconds", "Seconds since the oldest owed plan "
+                                       "started acting (0 when none): a plan the agent keeps trying and cannot "
+                                       "finish (apiserver or Prometheus down, target busy) needs a person.",
+                                       registry=r)
         self.plans_blocked = Counter("aiops_plans_blocked", "Plans the guards blocked, by reason.", ["reason"],
                                      registry=r)
         self.action_seconds = Histogram("aiops_action_seconds", "Time spent applying one action.",
