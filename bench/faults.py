@@ -38,7 +38,7 @@ from typing import Any
 
 from bench.fault_intake import intake_rows
 from bench.fault_plans import Trial, plan_rows
-from bench.report import write_json
+from bench.report import quiet_logs, write_json
 
 ROWS = ("crash", "journal_full", "api_hang", "leader_flap", "queue_full", "resends")
 INVARIANTS = ("left non-final", "change never verified", "alerts lost", "double action", "journal and cluster "
@@ -109,10 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
-    # Every row breaks something on purpose: the agent's warnings about it are expected, not news.
-    logging.getLogger("aiops").setLevel(logging.CRITICAL)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="aiops-faults-") as tmp:
+    # Every row breaks something on purpose: the agent's warnings about it are expected, not news.
+    with tempfile.TemporaryDirectory(prefix="aiops-faults-") as tmp, quiet_logs(logging.CRITICAL):
         found = run(args.trials, args.seed, args.smoke, Path(tmp))
     rows = [summarize(row, trials) for row, trials in found.items() if trials]
     violations = [v for r in rows for v in r["violations"]]

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.report import write_json
+from bench.report import quiet_logs, write_json
 
 SCENARIO = "bad_deploy"
 BASELINE_SECONDS = 3600.0
@@ -142,13 +142,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.trials < 1 or not 0 < args.min_offset <= args.max_offset:
         parser.error("need --trials >= 1 and 0 < --min-offset <= --max-offset")
-    logging.getLogger("aiops").setLevel(logging.ERROR)
     rng = random.Random(args.seed)
     trials = []
     started = time.monotonic()
     for i in range(args.trials):
         offset = rng.uniform(args.min_offset, args.max_offset)
-        trial = one_trial(args.seed * 1000 + i, offset)
+        with quiet_logs(logging.ERROR):
+            trial = one_trial(args.seed * 1000 + i, offset)
         trials.append(trial)
         print(f"trial {i:2d}: first cycle +{trial['offset']:5.1f}s  {trial['state']:<11} "
               f"recovery {trial.get('fault_to_recovery')}s  verify {trial.get('verify_seconds')}s  "

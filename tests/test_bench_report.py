@@ -15,3 +15,15 @@ def test_write_json_creates_parents_and_turns_numpy_and_other_values_into_plain_
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n")
     assert json.loads(text) == {"score": 66.52, "counts": [1, 2], "n": 3, "at": "2026-11-28 00:00:00+00:00"}
+
+
+def test_quiet_logs_puts_the_level_back_for_the_tests_that_follow():
+    import logging
+
+    from bench.report import quiet_logs
+
+    log = logging.getLogger("aiops")
+    before = log.level
+    with quiet_logs(logging.CRITICAL):
+        assert log.level == logging.CRITICAL
+    assert log.level == before
