@@ -7,6 +7,7 @@ that did not recover), 2 bad input (the message names the file, flag or field).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,6 +41,17 @@ def _duration(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free port) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (0-65535; 0 picks a free one)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aiops", description="A self-healing agent for Kubernetes services.")
     parser.add_argument("--version", action="version", version=f"aiops {__version__}")
@@ -53,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("sim", help="run the simulated cluster as a standing process")
     sim.add_argument("--scenario", default="memory_leak")
-    sim.add_argument("--kube-port", type=int, default=8001)
-    sim.add_argument("--metrics-port", type=int, default=9102)
+    sim.add_argument("--kube-port", type=_port, default=8001)
+    sim.add_argument("--metrics-port", type=_port, default=9102)
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--inject-after", type=_duration, default=None,
                      help="inject the scenario's fault after this long (default: never)")
@@ -124,9 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not in the interpreter's flush at exit
+        return code
     except InputError as exc:
         print(f"aiops: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`aiops diagnose ... | head -1`): say so once, and keep the interpreter's own flush
+        # of stdout at exit from raising a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("aiops: error: the output was closed before it was all written (broken pipe)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -46,8 +46,13 @@ def sim(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with SimRuntime(args.scenario, realtime=True, host=args.host, kube_port=args.kube_port,
-                    metrics_port=args.metrics_port) as runtime:
+    try:
+        runtime = SimRuntime(args.scenario, realtime=True, host=args.host, kube_port=args.kube_port,
+                             metrics_port=args.metrics_port).start()
+    except OSError as exc:  # a port in use, an address this host does not have
+        raise InputError("--kube-port/--metrics-port", f"cannot listen on {args.host} ports {args.kube_port} and "
+                                                       f"{args.metrics_port}: {exc.strerror or exc}") from None
+    with runtime:
         # One round of samples now: otherwise /metrics is empty until the first step, a whole step from now.
         runtime.prefill(runtime.step)
         print(f"simulated cluster running (scenario {args.scenario}, namespace {runtime.scenario.namespace})")
@@ -137,7 +142,10 @@ def record(args: argparse.Namespace) -> int:
     from aiops.collect.casefolder import write_case
 
     observations = _live_observations(args, _settings(args.config))
-    write_case(args.out, observations)
+    try:
+        write_case(args.out, observations)
+    except OSError as exc:  # a file where the folder should go, a path that cannot be created
+        raise InputError("--out", f"cannot write the case folder {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {args.out}: {len(observations.series)} series, {len(observations.logs)} log lines, "
           f"{len(observations.events)} events")
     return EXIT_OK

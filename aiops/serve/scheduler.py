@@ -10,6 +10,7 @@ from typing import Callable
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.retry import is_dependency_failure
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,14 @@ class LoopScheduler:
         outcome = "ok"
         try:
             self._job()
-        except Exception:  # noqa: BLE001 - one failed run must not end the schedule
+        except Exception as exc:  # noqa: BLE001 - one failed run must not end the schedule
             self.failures += 1
             outcome = "error"
-            log.exception("scheduled loop run failed")
+            if is_dependency_failure(exc):
+                # Prometheus or the apiserver down: one line per run, not a traceback (/readyz says which).
+                log.warning("scheduled loop run failed: a dependency is unreachable: %s: %s", type(exc).__name__, exc)
+            else:
+                log.exception("scheduled loop run failed")
         finally:
             self.runs += 1
             if self._metrics is not None:

@@ -41,7 +41,11 @@ class SimRuntime:
                                            self.scenario.topology.calls, self.scenario.faults, seed,
                                            origin=self.clock.now())
         self._kube = KubeApiServer(self.cluster, host, kube_port, token)
-        self._metrics = MetricsServer(self, host, metrics_port)
+        try:
+            self._metrics = MetricsServer(self, host, metrics_port)
+        except OSError:
+            self._kube.stop()  # both ports or neither: a busy metrics port must not leave the API port bound
+            raise
         self._started = False
         self._step_lock = threading.Lock()
 
