@@ -23,7 +23,7 @@ from aiops.serve.scheduler import LoopScheduler
 from aiops.settings import KubernetesSettings, LoopSettings, PrometheusSettings, Settings, WebhookSettings
 from aiops.sim.runtime import SimRuntime
 
-FIXTURE = Path("/work/shared/fixtures/alertmanager/alertmanager_HighErrorRate_firing.json")
+FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "alertmanager_HighErrorRate_firing.json"
 TOKEN = "e2e-token"
 PLAN_ANNOTATION = "aiops.io/plan-id"
 DRAIN_SECONDS = 20.0

@@ -10,7 +10,7 @@ import pytest
 from aiops.collect.alertmanager import fingerprint_of, parse_time, parse_webhook
 from aiops.domain.errors import InputError
 
-FIXTURES = Path("/work/shared/fixtures/alertmanager")
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 PAYLOADS = sorted(p for p in FIXTURES.glob("*.json") if "headers" not in p.name)
 
 

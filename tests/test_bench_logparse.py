@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.benchdata import data_dir, require
 from bench.logparse import grouping_accuracy, main, parsing_accuracy, read_raw_lines, strip_log_header
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub_2k"
+DATA = data_dir("loghub_2k")
 SYSTEMS = ("HDFS", "OpenSSH")
 
 
@@ -63,8 +64,7 @@ def test_raw_lines_keep_alignment_with_crlf_and_missing_final_newline(tmp_path):
 
 @pytest.fixture()
 def two_systems(tmp_path: Path) -> Path:
-    if not DATA.is_dir():
-        pytest.fail(f"Loghub 2k data not found at {DATA}: the benchmark test needs ../shared/data/loghub_2k")
+    require("loghub_2k")
     data = tmp_path / "data"
     for system in SYSTEMS:
         shutil.copytree(DATA / system, data / system)

@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 
 from bench import nab as nab_runner
+from tests.support.benchdata import data_dir, require
 from bench.nab_scoring import (
     Corpus, Profile, load_corpus, load_profiles, load_thresholds, load_windows, score_results,
 )
 
-NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+NAB_DIR = data_dir("nab")
 STANDARD = Profile("standard", 1.0, 0.11, 1.0)
 LOW_FN = Profile("reward_low_FN_rate", 1.0, 0.11, 2.0)
 PROFILES = {"standard": STANDARD, "reward_low_FP_rate": Profile("reward_low_FP_rate", 1.0, 0.22, 1.0),
@@ -25,9 +26,8 @@ PROFILES = {"standard": STANDARD, "reward_low_FP_rate": Profile("reward_low_FP_r
 
 @pytest.fixture(scope="module")
 def nab() -> dict:
-    """The NAB copy beside the repo; its absence is a failure, not a skip."""
-    if not (NAB_DIR / "data").is_dir():
-        pytest.fail(f"NAB data not found at {NAB_DIR}: the repo expects shared/data/nab beside it (../shared/data/nab)")
+    """The NAB copy (``tests.support.benchdata``): skipped in a clone without it, a failure under CI."""
+    require("nab", "data")
     return {
         "windows": load_windows(NAB_DIR / "labels" / "combined_windows.json"),
         "profiles": load_profiles(NAB_DIR / "config" / "profiles.json"),
@@ -258,7 +258,10 @@ def _write_tiny_nab(root: Path) -> None:
     (root / "labels").mkdir()
     (root / "labels" / "combined_windows.json").write_text(json.dumps(windows))
     (root / "config").mkdir()
-    (root / "config" / "profiles.json").write_text((NAB_DIR / "config" / "profiles.json").read_text())
+    # NAB's own profiles file format, written here so the tiny corpus needs nothing beside the repository.
+    (root / "config" / "profiles.json").write_text(json.dumps({
+        p.name: {"CostMatrix": {"tpWeight": p.tp_weight, "fnWeight": p.fn_weight, "fpWeight": p.fp_weight,
+                                "tnWeight": 1.0}} for p in PROFILES.values()}))
     published = root / "results" / "fakedet"
     published.mkdir(parents=True)
     for profile in PROFILES:  # a published detector that caught one of the two windows at its left edge

@@ -15,9 +15,7 @@ from aiops.serve.server import AgentServer
 from aiops.serve.webhook import build_app
 from aiops.serve.worker import IncidentWorker, QueueingReceiver
 
-# shared/ lies beside the repository (../shared); the first ancestor that has it.
-FIXTURES = next((p / "shared" / "fixtures" / "alertmanager" for p in Path(__file__).resolve().parents
-                 if (p / "shared" / "fixtures" / "alertmanager").is_dir()), Path("../shared/fixtures/alertmanager"))
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 TOKEN = "bench-token"
 
 

@@ -15,7 +15,7 @@ from aiops.domain.errors import InputError
 from aiops.domain.observations import KubeEvent, LogLine, Observations, Series, Topology
 
 T0 = 1795802820.0
-ALERT = Path("/work/shared/fixtures/alertmanager/alertmanager_HighErrorRate_firing.json")
+ALERT = Path(__file__).parent / "fixtures" / "alertmanager" / "alertmanager_HighErrorRate_firing.json"
 
 
 def _observations() -> Observations:

@@ -14,7 +14,7 @@ from aiops.collect.kube import KubeCollector, event_workload, kube_event, parse_
 from aiops.collect.observations import ObservationCollector
 from aiops.domain.observations import Observations, Series, Topology
 
-FIXTURES = Path("/work/shared/fixtures/kube")
+FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 PODS = json.loads((FIXTURES / "pods_list.json").read_text())["items"]
 EVENTS = json.loads((FIXTURES / "events_list.json").read_text())["items"]
 NOW = parse_time("2026-11-27T18:30:00Z")

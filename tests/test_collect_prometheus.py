@@ -16,7 +16,7 @@ from aiops.collect.prometheus import PrometheusCollector, promql_string, series_
 from aiops.domain import signals as sig
 from aiops.domain.errors import InputError
 
-FIXTURE = json.loads(Path("/work/shared/fixtures/prometheus/prometheus_query_range_response.json").read_text())
+FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "prometheus" / "prometheus_query_range_response.json").read_text())
 START, END, STEP = 1795802820.0, 1795802820.0 + 600.0, 15.0
 
 

@@ -31,7 +31,7 @@ def test_workload_of_replicaset() -> None:
 
 
 def test_pod_objects_from_the_real_apiserver() -> None:
-    pods = json.loads(Path("/work/shared/fixtures/kube/pods_list.json").read_text())["items"]
+    pods = json.loads((Path(__file__).parent / "fixtures" / "kube" / "pods_list.json").read_text())["items"]
     assert {workload_of_pod_object(p) for p in pods} == {"checkout"}  # hash label "abc" is used, not guessed
     owned = {"metadata": {"name": "db-0", "ownerReferences": [{"kind": "StatefulSet", "name": "db"}]}}
     assert workload_of_pod_object(owned) == "db"

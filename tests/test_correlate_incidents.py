@@ -16,7 +16,7 @@ from aiops.domain.alerts import Alert
 from aiops.domain.incident import Anomaly, IncidentStatus
 from aiops.domain.target import Target
 
-FIXTURES = Path("/work/shared/fixtures/alertmanager")
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 
 
 class FakeClock:

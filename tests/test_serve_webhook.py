@@ -18,7 +18,7 @@ from aiops.serve.webhook import WEBHOOK_PATH, build_app
 from aiops.serve.worker import IncidentWorker, QueueingReceiver
 from tests.support.polling import wait_until
 
-FIXTURES = Path("/work/shared/fixtures/alertmanager")
+FIXTURES = Path(__file__).parent / "fixtures" / "alertmanager"
 TOKEN = "s3cret-token"
 MAX_BODY = 16_384
 
