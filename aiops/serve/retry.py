@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from aiops.clients.kube import KubeError
+from aiops.clients.kube import is_unavailable
 from aiops.clients.prometheus import PrometheusError
 from aiops.serve.journal_guard import JournalUnwritable
 
@@ -132,9 +132,7 @@ class DependencyBreaker:
 def is_dependency_failure(exc: BaseException) -> bool:
     """True for failures of what the agent depends on (Prometheus, the API server, the journal, the network),
     as opposed to a problem with one incident."""
-    if isinstance(exc, (JournalUnwritable, PrometheusError, OSError, TimeoutError)):
+    if isinstance(exc, (JournalUnwritable, PrometheusError, OSError, TimeoutError)) or is_unavailable(exc):
         return True
-    if isinstance(exc, KubeError):
-        return exc.status == 0 or exc.status >= 500 or exc.status == 429
-    # The kubernetes client lets urllib3's connection errors through; requests' are RequestException (OSError).
-    return type(exc).__module__.split(".")[0] in ("urllib3", "requests")
+    # requests' errors (Prometheus, the LLM endpoint) are RequestException, mostly OSError; the rest by module.
+    return type(exc).__module__.split(".")[0] == "requests"
