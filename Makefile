@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian's monitoring stack, used by the integration tests (and handy next to `aiops sim`).
 SYSTEM_BINARIES := /usr/bin/prometheus /usr/bin/prometheus-alertmanager /usr/bin/promtool
 
-.PHONY: demo test setup system-deps kube lint clean deploy-files
+.PHONY: demo test setup system-deps kube lint clean deploy-files bench-data
 
 demo: setup system-deps
 	$(VENV)/bin/aiops demo --scenario $(or $(SCENARIO),memory_leak)
@@ -50,6 +50,14 @@ kube:
 deploy-files:
 	for d in playbooks rules; do for dst in deploy/kustomize/base/$$d deploy/helm/aiops/files/$$d; do \
 		rm -f $$dst/*.yaml; cp $$d/*.yaml $$dst/; done; done
+
+# The public benchmark data sets (NAB, Loghub 2k, PyRCA) are not in the repository and are never downloaded by a test
+# or a benchmark: get the pinned snapshots named in bench/datasets.py, then link them with
+# `make bench-data BENCH_DATA_SRC=/path/to/folder` (default ../shared/data). AIOPS_BENCH_DATA=/path overrides it.
+BENCH_DATA_SRC ?= ../shared/data
+
+bench-data:
+	$(PYTHON) -m bench.datasets link $(BENCH_DATA_SRC)
 
 lint: setup
 	$(VENV)/bin/lint-imports

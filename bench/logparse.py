@@ -25,6 +25,7 @@ from typing import Sequence
 
 from aiops.detect.logtemplates import LogTemplateMiner, mine_events
 from aiops.domain.errors import InputError
+from bench import datasets
 from bench.report import write_json
 
 PUBLISHED_GA = Path("published") / "icse19_grouping_accuracy_all_parsers.csv"
@@ -308,7 +309,8 @@ def format_table(report: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit code 2 on bad input."""
     parser = argparse.ArgumentParser(prog="python -m bench.logparse", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="a loghub_2k-layout folder")
+    parser.add_argument("--data", type=Path, default=datasets.path("loghub_2k"),
+                        help="a loghub_2k-layout folder; default: see bench.datasets")
     parser.add_argument("--out", type=Path, required=True, help="where the structured CSVs and logparse.json go")
     parser.add_argument("--input", choices=("raw", "content"), default="raw",
                         help="content: the ground truth's Content column; raw: raw lines through one generic header stripper")

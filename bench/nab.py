@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.special import erfc  # scipy is installed with pyod
 
 from aiops.domain.errors import InputError
+from bench import datasets
 from bench.nab_scoring import (
     PROFILE_NAMES, ScoreReport, load_corpus, load_profiles, load_windows, published_detectors, published_scores,
     score_results,
@@ -203,7 +204,8 @@ def run(data: Path, out: Path, detector: str, workers: int = 1) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m bench.nab", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, type=Path, help="NAB root (data/, labels/, config/, results/)")
+    parser.add_argument("--data", type=Path, default=datasets.path("nab"),
+                        help="NAB root (data/, labels/, config/, results/); default: see bench.datasets")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--detector", default=None, help=f"one of {', '.join(sorted(DETECTORS))} "
                                                          f"(default: aiops when importable)")

@@ -1,4 +1,4 @@
-"""The PyRCA synthetic case (``../shared/data/pyrca/``) as aiops case folders, diagnosed by the same code as
+"""The PyRCA synthetic case (``pyrca/`` of the benchmark data, see ``bench.datasets``) as aiops case folders, diagnosed by the same code as
 ``aiops diagnose --case``; Recall@1/3/5 printed beside PyRCA's published table (BENCHMARKS.md section 3.3).
 
     python -m bench.pyrca_case [--data DIR] [--out DIR] [--cases 10] [--baseline-rows 200] [--recent-rows 40]
@@ -31,10 +31,11 @@ import numpy as np
 
 from aiops.collect.casefolder import read_case
 from aiops.settings import Settings
+from bench import datasets
 from bench.rca import build_diagnostician
 from bench.report import write_json
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pyrca"
+DATA = datasets.path("pyrca")
 NAMESPACE = "pyrca"
 STEP = 15.0
 T0 = 1_800_000_000.0

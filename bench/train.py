@@ -31,6 +31,7 @@ import pandas as pd
 
 from aiops.detect.tuning import Criterion, DetectorParams, SearchSpace, tune
 from aiops.domain.observations import Series
+from bench import datasets
 from bench.nab_scoring import corpus_data_dir, load_corpus, load_windows
 from bench.report import write_json
 
@@ -110,7 +111,8 @@ def summarize_drift(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, type=Path, help="NAB root (data/ and labels/)")
+    parser.add_argument("--data", type=Path, default=datasets.path("nab"),
+                        help="NAB root (data/ and labels/); default: see bench.datasets")
     parser.add_argument("--out", type=Path, default=Path("bench/out/train.json"))
     parser.add_argument("--files", type=int, default=0, help="only the first N files (0: all)")
     parser.add_argument("--trials", type=int, default=27)

@@ -5,8 +5,8 @@ the outputs with NAB's rules (BENCHMARKS.md §1.4: probation, scaled sigmoid, on
 profile, null/perfect normalisation) and prints the three normalised scores plus time per 1,000 points. It also
 prints the published detectors' scores on the same files (their per-file scores at the published thresholds).
 
-    .venv/bin/python -m bench.tune_streaming --data /work/shared/data/nab [--set key=value ...]
-    .venv/bin/python -m bench.tune_streaming --data /work/shared/data/nab --cv
+    .venv/bin/python -m bench.tune_streaming --data bench/data/nab [--set key=value ...]
+    .venv/bin/python -m bench.tune_streaming --data bench/data/nab --cv
 
 ``--cv`` runs the detector once per file with the model settings (``--set``), records every channel's raw score,
 then replays only the post-processing (``recent``, ``suppress``, ``escalation``, ``novelty``) through the
@@ -226,6 +226,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import datasets
 from bench.report import write_json
 
 PROFILES = {"standard": (1.0, 0.11, 1.0), "reward_low_FP_rate": (1.0, 0.22, 1.0),
@@ -444,7 +445,7 @@ def cross_validate(recorded: dict, windows: dict, base: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="/work/shared/data/nab")
+    ap.add_argument("--data", default=str(datasets.path("nab")))
     ap.add_argument("--set", nargs="*", default=[], help="detector config overrides key=value (json values)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--published", action="store_true")

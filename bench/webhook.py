@@ -50,7 +50,7 @@ import numpy as np
 
 from bench.report import write_json
 
-FIXTURES = Path(os.environ.get("AIOPS_FIXTURES", "../shared/fixtures")) / "alertmanager"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "alertmanager"
 WEBHOOK = "/webhook/alertmanager"
 NAMESPACE = "bench"
 
