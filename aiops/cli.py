@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--out", required=True, type=Path)
     record.add_argument("--config", type=Path, help="config file (kube access for logs and events)")
 
-    validate = sub.add_parser("validate", help="lint playbook, rule and config files")
+    validate = sub.add_parser("validate", help="lint playbook, rule, agent config and train config files")
     validate.add_argument("paths", nargs="*", type=Path,
                           help="files or folders (default: the stock playbooks/ and rules/)")
     history = sub.add_parser("history", help="list the agent's executions (or one plan's transitions)")

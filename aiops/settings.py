@@ -12,13 +12,15 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from aiops.domain.addresses import is_loopback, url_key
+from aiops.domain.diagnosis import Fault
 from aiops.domain.errors import InputError
 from aiops.domain.plans import Mode
 from aiops.domain.signals import ALL_SIGNALS
+from aiops.yamlfile import YamlLines, read_yaml_mapping
 
 # The stock playbooks, rules and models folders that ship beside the package (repo root in a checkout).
 STOCK_ROOT = Path(__file__).resolve().parent.parent
@@ -206,8 +208,17 @@ class PolicySettings(_Section):
     # A plan held for a person's approval is not acted on once this long has passed since it was held: the
     # request ends blocked (approval_expired) and the next incident plans afresh.
     approval_ttl_seconds: float = Field(default=3600.0, gt=0)
-    # A second playbook tried once when the first left the fault in place (fault -> playbook name).
+    # A second playbook tried once when the first left the fault in place (fault -> playbook name; the playbook
+    # must be in playbooks_dir, checked when the playbooks load).
     second_playbook: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("second_playbook")
+    @classmethod
+    def _known_faults(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {f.value for f in Fault})
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {[f.value for f in Fault]}")
+        return value
 
 
 class GlmSettings(_Section):
@@ -348,6 +359,9 @@ class Settings(_Section):
     # {model-overload: {latency_seconds: 0.3}}; a name the rule does not declare is refused when rules load.
     rule_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     journal: JournalSettings = Field(default_factory=JournalSettings)
+    # The file these settings came from and where each key is in it (set by ``load_settings``), for ``where``.
+    _origin: str = PrivateAttr(default="config")
+    _lines: YamlLines = PrivateAttr(default_factory=YamlLines)
 
     @model_validator(mode="after")
     def _fence_window(self) -> "Settings":
@@ -373,6 +387,20 @@ class Settings(_Section):
         """The namespace of the kubernetes journal: ``journal.namespace``, else the leader election's."""
         return self.journal.namespace or self.leader_election.namespace
 
+    def where(self, *loc: str) -> str:
+        """Where a setting is written, for an error about it: ``config.yaml:61: policy.second_playbook.x``."""
+        return f"{self._lines.at(self._origin, loc)}: {'.'.join(loc)}"
+
+    def missing_paths(self) -> list[tuple[str, Path]]:
+        """The files and folders this config names that do not exist, as (dotted key, path): ``aiops serve``
+        refuses to start without any of them."""
+        named = {"playbooks_dir": self.playbooks_dir, "rules_dir": self.rules_dir,
+                 "webhook.token_file": self.webhook.token_file, "approvals.token_file": self.approvals.token_file,
+                 "kubernetes.kubeconfig": self.kubernetes.kubeconfig,
+                 "kubernetes.token_file": self.kubernetes.token_file,
+                 "glm.model_path": self.glm.model_path, "glm.api_key_file": self.glm.api_key_file}
+        return [(key, path) for key, path in named.items() if path is not None and not path.exists()]
+
     def refusal_to_serve(self) -> str | None:
         """Why ``aiops serve`` must not start with this config (None when it may): in ``mode: act``, a webhook
         reachable beyond this host without ``webhook.token_file`` would let anyone post an alert that changes the
@@ -391,38 +419,13 @@ class Settings(_Section):
                 "plans without a token")
 
 
-def read_yaml_mapping(path: Path, what: str) -> tuple[dict, dict[str, int]]:
-    """Parse a YAML file that must hold a mapping (empty file = ``{}``), for every YAML file aiops reads: config,
-    playbooks, rules. Returns the mapping and the 1-based line of each top-level key, so validation errors can
-    point at a line. Every problem is an ``InputError`` naming the file (and line) and ``what`` it should be."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), f"{what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), f"cannot read {what}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if raw is None:
-        return {}, {}
-    if not isinstance(raw, dict):
-        raise InputError(str(path), f"{what} must be a mapping of keys, got {type(raw).__name__}")
-    lines = {str(key.value): key.start_mark.line + 1 for key, _ in node.value} \
-        if isinstance(node, yaml.MappingNode) else {}
-    return raw, lines
-
-
 def load_settings(path: str | Path) -> Settings:
     """Read and validate a YAML config file. Relative paths in it resolve against the file's folder."""
     path = Path(path)
-    raw, _ = read_yaml_mapping(path, "config file")
-    settings = parse_settings(raw, where=str(path))
-    return _resolve_paths(settings, path.parent)
+    raw, lines = read_yaml_mapping(path, "config file")
+    settings = _resolve_paths(parse_settings(raw, where=str(path), lines=lines), path.parent)
+    settings._origin, settings._lines = str(path), lines
+    return settings
 
 
 def with_advertise_url(settings: Settings, url: str, where: str = "--advertise-url") -> Settings:
@@ -436,12 +439,19 @@ def with_advertise_url(settings: Settings, url: str, where: str = "--advertise-u
     return settings.model_copy(update={"leader_election": election})
 
 
-def parse_settings(raw: dict, where: str = "config") -> Settings:
-    """Validate an already-parsed mapping; errors name the dotted key."""
+def parse_settings(raw: dict, where: str = "config", lines: YamlLines | None = None) -> Settings:
+    """Validate an already-parsed mapping; errors name the dotted key (and its line, given the file's ``lines``)."""
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(where, validation_message(exc)) from None
+        raise InputError(error_where(where, lines, exc), validation_message(exc)) from None
+
+
+def error_where(origin: str, lines: YamlLines | None, exc: ValidationError, under: tuple = ()) -> str:
+    """``origin:LINE``: the file and the line of the first problem in ``exc``, a model read from the part of the file
+    at ``under`` (just ``origin`` when the line is unknown)."""
+    first = exc.errors()[0]["loc"] if exc.errors() else ()
+    return lines.at(origin, (*under, *first)) if lines is not None else origin
 
 
 def validation_message(exc: ValidationError) -> str:

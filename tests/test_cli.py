@@ -135,5 +135,6 @@ def test_validate_warns_about_every_other_config_without_a_token(tmp_path, capsy
 def test_validate_is_quiet_about_a_config_with_a_token(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text("mode: act\nwebhook: {token_file: token}\n")
+    (tmp_path / "token").write_text("a-long-enough-secret\n")
     code, out, _ = run(capsys, "validate", str(config))
     assert code == 0 and "warning" not in out

@@ -164,27 +164,27 @@ rules:
 
 
 @pytest.mark.parametrize("old, new, where, reason", [
-    ("signal: memory", "signal: mem", "rules[0].when[0].signal", "unknown signal 'mem'; choose from cpu, memory"),
-    ("fault: memory_leak", "fault: leak", "rules[0].fault", "unknown fault 'leak'; choose from memory_leak"),
-    ('reason: "OOMKill.*"', 'reason: "OOM(Kill"', "rules[0].when[1].event.reason", "bad regex 'OOM(Kill'"),
-    ('reason: "OOMKill.*"', 'reason: "(a|aa)+$"', "rules[0].when[1].event.reason",
+    ("signal: memory", "signal: mem", "7: rules[0].when[0].signal", "unknown signal 'mem'; choose from cpu, memory"),
+    ("fault: memory_leak", "fault: leak", "3: rules[0].fault", "unknown fault 'leak'; choose from memory_leak"),
+    ('reason: "OOMKill.*"', 'reason: "OOM(Kill"', "9: rules[0].when[1].event.reason", "bad regex 'OOM(Kill'"),
+    ('reason: "OOMKill.*"', 'reason: "(a|aa)+$"', "9: rules[0].when[1].event.reason",
      "bad regex '(a|aa)+$': a repeated group that itself repeats or alternates may backtrack catastrophically"),
-    ("trend: rising", "trend: up", "rules[0].when[0].trend", "Input should be 'rising' or 'falling'"),
-    ("within: 15m", "within: soon", "rules[0].when[1].event.within", "bad duration 'soon'"),
-    ("trend: rising", "ratio_to_baseline: 'twice'", "rules[0].when[0].ratio_to_baseline", "bad ratio 'twice'"),
-    ("confidence: 0.9", "confidence: 1.5", "rules[0].confidence", "Input should be less than or equal to 1"),
-    ("confidence: 0.9", "confidence: 0.9\n    colour: red", "rules[0].colour", "unknown key"),
-    ("      - signal: memory\n        trend: rising", "      - signal: memory", "rules[0].when[0]",
+    ("trend: rising", "trend: up", "8: rules[0].when[0].trend", "Input should be 'rising' or 'falling'"),
+    ("within: 15m", "within: soon", "9: rules[0].when[1].event.within", "bad duration 'soon'"),
+    ("trend: rising", "ratio_to_baseline: 'twice'", "8: rules[0].when[0].ratio_to_baseline", "bad ratio 'twice'"),
+    ("confidence: 0.9", "confidence: 1.5", "5: rules[0].confidence", "Input should be less than or equal to 1"),
+    ("confidence: 0.9", "confidence: 0.9\n    colour: red", "6: rules[0].colour", "unknown key"),
+    ("      - signal: memory\n        trend: rising", "      - signal: memory", "7: rules[0].when[0]",
      "signal needs a condition"),
     ("      - signal: memory\n        trend: rising", "      - signal: memory\n        trend: rising\n        rollout: {}",
-     "rules[0].when[0]", "needs exactly one of"),
+     "7: rules[0].when[0]", "needs exactly one of"),
 ])
 def test_rule_file_errors_name_file_and_key(tmp_path, old, new, where, reason):
     assert old in GOOD
     path = _write(tmp_path, GOOD.replace(old, new))
     with pytest.raises(InputError) as err:
         RuleSet.load(path)
-    assert err.value.where == f"{path / 'x.yaml'}: {where}"
+    assert err.value.where == f"{path / 'x.yaml'}:{where}"  # file:line: key
     assert err.value.reason.startswith(reason)
 
 
@@ -193,8 +193,8 @@ def test_duplicate_rule_names_across_files(tmp_path):
     _write(tmp_path, GOOD, "b.yaml")
     with pytest.raises(InputError) as err:
         RuleSet.load(tmp_path)
-    assert err.value.where == f"{tmp_path / 'b.yaml'}: rules[0].name"
-    assert err.value.reason == f"duplicate rule name 'leak' (first in {tmp_path / 'a.yaml'}: rules[0])"
+    assert err.value.where == f"{tmp_path / 'b.yaml'}:2: rules[0].name"
+    assert err.value.reason == f"duplicate rule name 'leak' (first in {tmp_path / 'a.yaml'}:2: rules[0])"
 
 
 def test_yaml_syntax_error_and_wrong_top_level_and_missing_folder(tmp_path):
@@ -216,7 +216,7 @@ def test_yaml_syntax_error_and_wrong_top_level_and_missing_folder(tmp_path):
 def test_unknown_playbook_is_reported_by_validate(tmp_path):
     ruleset = RuleSet.load(_write(tmp_path, GOOD.replace("restart-workload", "reboot-node")))
     problems = ruleset.validate([p.name for p in stock_playbooks()])
-    assert problems == [f"{tmp_path / 'x.yaml'}: rules[0].playbook: unknown playbook 'reboot-node'; choose from "
+    assert problems == [f"{tmp_path / 'x.yaml'}:4: rules[0].playbook: unknown playbook 'reboot-node'; choose from "
                         "degrade-model, escalate, isolate-pod, restart-workload, rollback-deploy, scale-up, "
                         "shift-traffic"]
 

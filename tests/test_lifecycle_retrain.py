@@ -221,5 +221,5 @@ def test_lifecycle_settings_validate_and_name_bad_keys(tmp_path):
     bad.write_text("lifecycle:\n  drift_threshold: 1.5\n  detect_with: magic\n")
     with pytest.raises(InputError) as info:
         load_settings(bad)
-    assert info.value.where == str(bad)
+    assert info.value.where == f"{bad}:2"  # the line of the first bad key
     assert "lifecycle.drift_threshold" in info.value.reason and "lifecycle.detect_with" in info.value.reason

@@ -206,7 +206,8 @@ def test_approver_tokens_are_read_from_their_own_file(tmp_path):
 
 @pytest.mark.parametrize("text, reason", [
     (f"{DAVE}\n", "must be a mapping"),                       # a bare token names nobody
-    ("", "names no approver"),
+    ("", "is empty"),                                         # a Secret key mounted without content
+    ("{}\n", "names no approver"),
     ("dave: short\n", "token of dave is shorter than 16"),
     ("dave: 12345678901234567890\n", "token of dave must be a string"),
     (f"'x y': {DAVE}\n", "approver name 'x y'"),

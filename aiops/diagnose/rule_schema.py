@@ -21,7 +21,7 @@ A rule may declare ``params`` (name -> number) and use ``"$name"`` for any numbe
 threshold is a parameter; ``RuleSet.load(path, params={rule: {name: value}})`` overrides them (unknown names are
 refused).
 
-Every problem is reported as ``InputError("rules/x.yaml: rules[2].when[0].signal", reason)``.
+Every problem is reported as ``InputError("rules/x.yaml:31: rules[2].when[0].signal", reason)``: file, line, key.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Sequence
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 
 import re._constants as _sre  # the standard library's regex parser, to inspect a pattern's structure
 import re._parser as _sre_parse
@@ -38,7 +38,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from aiops.domain import signals as sig
 from aiops.domain.diagnosis import Fault
 from aiops.domain.errors import InputError
-from aiops.settings import read_yaml_mapping
+from aiops.yamlfile import YamlLines, read_yaml_mapping
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -263,6 +263,11 @@ def _where(loc: Sequence[Any]) -> str:
     return out or "(top level)"
 
 
+def _at(file: Path, lines: YamlLines, loc: Sequence[Any]) -> str:
+    """``rules/x.yaml:12: rules[0].when[1]``: the file, the line ``loc`` is written on, and ``loc``."""
+    return f"{lines.at(str(file), loc)}: {_where(loc)}"
+
+
 def _reason(err: dict) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
@@ -270,18 +275,40 @@ def _reason(err: dict) -> str:
     return msg.removeprefix("Value error, ")
 
 
+def _dotted(*loc: str) -> str:
+    return ".".join(loc)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOrigin:
+    """Where a rule is defined: its file, its place in the file's ``rules`` and the lines of the file."""
+
+    file: Path
+    index: int
+    lines: YamlLines
+
+    def at(self, key: str | None = None) -> str:
+        """``rules/x.yaml:14: rules[1]`` (or ``...:16: rules[1].playbook`` for a ``key`` of the rule)."""
+        return _at(self.file, self.lines, ("rules", self.index) + ((key,) if key else ()))
+
+    def __str__(self) -> str:
+        return self.at()
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """The loaded rules, in file-name order, and where each one was defined (``rules/x.yaml: rules[0]``)."""
+    """The loaded rules, in file-name order, and where each one was defined (``rules/x.yaml:3: rules[0]``)."""
 
     rules: tuple[Rule, ...] = ()
-    origins: dict[str, str] = field(default_factory=dict)
+    origins: dict[str, RuleOrigin] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path, params: Mapping[str, Mapping[str, float]] | None = None) -> "RuleSet":
-        """Every ``*.yaml``/``*.yml`` file of a folder (or one file). Raises ``InputError`` naming file and key.
+    def load(cls, path: str | Path, params: Mapping[str, Mapping[str, float]] | None = None,
+             where_params: Callable[..., str] = _dotted) -> "RuleSet":
+        """Every ``*.yaml``/``*.yml`` file of a folder (or one file). Raises ``InputError`` naming file, line and key.
 
-        ``params`` overrides rule parameters by rule name, then parameter name.
+        ``params`` overrides rule parameters by rule name, then parameter name; a problem with an override is named
+        by ``where_params("rule_params", rule, name)`` (where the caller took them from: the agent's config).
         """
         path = Path(path)
         if path.is_file():
@@ -291,65 +318,73 @@ class RuleSet:
         else:
             raise InputError(str(path), "rules folder not found")
         rules: list[Rule] = []
-        origins: dict[str, str] = {}
+        origins: dict[str, RuleOrigin] = {}
         overrides = {k: dict(v) for k, v in (params or {}).items()}
         for file in files:
-            for i, rule in enumerate(cls._read(file, overrides).rules):
-                here = f"{file}: rules[{i}]"
+            parsed, lines = cls._read(file, overrides, where_params)
+            for i, rule in enumerate(parsed.rules):
+                here = RuleOrigin(file, i, lines)
                 if rule.name in origins:
-                    raise InputError(f"{here}.name", f"duplicate rule name {rule.name!r} (first in {origins[rule.name]})")
+                    raise InputError(here.at("name"),
+                                     f"duplicate rule name {rule.name!r} (first in {origins[rule.name]})")
                 origins[rule.name] = here
                 rules.append(rule)
         unused = sorted(set(overrides) - set(origins))
         if unused:
-            raise InputError("rule params", f"no rule named {', '.join(unused)}")
+            raise InputError(where_params("rule_params", unused[0]),
+                             f"no rule named {', '.join(unused)} in {path}")
         return cls(tuple(rules), origins)
 
     @staticmethod
-    def _read(file: Path, overrides: Mapping[str, Mapping[str, float]] | None = None) -> RuleFile:
-        raw, _ = read_yaml_mapping(file, "rule file (a mapping with a 'rules' list)")
-        raw = substitute_params(raw, overrides or {}, str(file))
+    def _read(file: Path, overrides: Mapping[str, Mapping[str, float]],
+              where_params: Callable[..., str]) -> tuple[RuleFile, YamlLines]:
+        raw, lines = read_yaml_mapping(file, "rule file (a mapping with a 'rules' list)")
+        raw = substitute_params(raw, overrides, file, lines, where_params)
         try:
-            return RuleFile.model_validate(raw)
+            return RuleFile.model_validate(raw), lines
         except ValidationError as exc:
             errors = exc.errors()
             first = errors[0]
             more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-            raise InputError(f"{file}: {_where(first['loc'])}", _reason(first) + more) from None
+            raise InputError(_at(file, lines, first["loc"]), _reason(first) + more) from None
 
     def validate(self, playbook_names: Sequence[str]) -> list[str]:
         """Problems that need the playbooks to see: a rule naming a playbook that is not loaded."""
         known = set(playbook_names)
-        return [f"{self.origins.get(r.name, r.name)}.playbook: unknown playbook {r.playbook!r}; "
-                f"choose from {', '.join(sorted(known)) or '(none loaded)'}"
+        return [f"{self.origins[r.name].at('playbook') if r.name in self.origins else r.name}: unknown playbook "
+                f"{r.playbook!r}; choose from {', '.join(sorted(known)) or '(none loaded)'}"
                 for r in self.rules if r.playbook not in known]
 
 
-def substitute_params(raw: Any, overrides: Mapping[str, Mapping[str, float]], file: str) -> Any:
+def substitute_params(raw: Any, overrides: Mapping[str, Mapping[str, float]], file: Path,
+                      lines: YamlLines | None = None, where_params: Callable[..., str] = _dotted) -> Any:
     """The rule file with every ``"$name"`` in a rule's ``when`` replaced by that rule's parameter value.
 
     A rule's ``params`` give the defaults; ``overrides[rule name]`` replaces them (only names the rule declares).
     """
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list):
         return raw
+    lines = lines if lines is not None else YamlLines()
     rules = []
     for i, rule in enumerate(raw["rules"]):
         if not isinstance(rule, dict):
             rules.append(rule)
             continue
-        here = f"{file}: rules[{i}]"
         declared = rule.get("params") or {}
         if not isinstance(declared, dict) or not all(_is_number(v) for v in declared.values()):
-            raise InputError(f"{here}.params", "must map parameter names to numbers")
+            raise InputError(_at(file, lines, ("rules", i, "params")), "must map parameter names to numbers")
         values = dict(declared)
-        for name, value in (overrides.get(str(rule.get("name")), {}) or {}).items():
-            if name not in declared:
-                raise InputError(f"{here}.params", f"rule {rule.get('name')!r} has no parameter {name!r}; "
-                                                   f"declared: {', '.join(sorted(declared)) or 'none'}")
+        name = str(rule.get("name"))
+        for param, value in (overrides.get(name, {}) or {}).items():
+            if param not in declared:
+                raise InputError(where_params("rule_params", name, param),
+                                 f"rule {name!r} ({_at(file, lines, ('rules', i))}) has no parameter {param!r}; "
+                                 f"declared: {', '.join(sorted(declared)) or 'none'}")
             if not _is_number(value):
-                raise InputError(f"{here}.params.{name}", f"override must be a number, got {value!r}")
-            values[name] = value
-        rules.append({**rule, "params": values, "when": _resolve(rule.get("when"), values, f"{here}.when")})
+                raise InputError(where_params("rule_params", name, param), f"must be a number, got {value!r}")
+            values[param] = value
+        rules.append({**rule, "params": values,
+                      "when": _resolve(rule.get("when"), values, file, lines, ("rules", i, "when"))})
     return {**raw, "rules": rules}
 
 
@@ -357,13 +392,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _resolve(node: Any, values: Mapping[str, float], where: str) -> Any:
+def _resolve(node: Any, values: Mapping[str, float], file: Path, lines: YamlLines, loc: tuple) -> Any:
     if isinstance(node, str) and (m := _PARAM_REF.match(node)):
         if m.group(1) not in values:
-            raise InputError(where, f"unknown parameter {node!r}; declare it under the rule's params")
+            raise InputError(_at(file, lines, loc), f"unknown parameter {node!r}; declare it under the rule's params")
         return values[m.group(1)]
     if isinstance(node, dict):
-        return {k: _resolve(v, values, f"{where}.{k}") for k, v in node.items()}
+        return {k: _resolve(v, values, file, lines, loc + (k,)) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve(v, values, f"{where}[{i}]") for i, v in enumerate(node)]
+        return [_resolve(v, values, file, lines, loc + (i,)) for i, v in enumerate(node)]
     return node

@@ -292,7 +292,7 @@ class RuleEngine:
                 continue
             kind = incident.target.kind if m.workload == incident.target.name else "Deployment"
             evidence = [Evidence(kind="rule", workload=m.workload, summary=f"rule {m.rule} matched on {m.workload}",
-                                 data={"rule": m.rule, "origin": self.ruleset.origins.get(m.rule, "")})]
+                                 data={"rule": m.rule, "origin": str(self.ruleset.origins.get(m.rule, ""))})]
             evidence += [Evidence(kind=_evidence_kind(r.kind), workload=m.workload, summary=r.detail,
                                   data=r.values) for r in _facts(m.criteria)]
             out.append(Hypothesis(target=Target(kind, namespace, m.workload), fault=m.fault, playbook=m.playbook,

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aiops.domain.errors import InputError
 from aiops.domain.playbook import Playbook
 from aiops.domain.signals import ALL_SIGNALS
-from aiops.settings import read_yaml_mapping, validation_message
+from aiops.settings import error_where, validation_message
+from aiops.yamlfile import read_yaml_mapping
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 
@@ -116,8 +117,9 @@ def load_playbooks(directory: str | Path) -> dict[str, Playbook]:
     for path in sorted(p for p in directory.iterdir() if p.suffix in PLAYBOOK_SUFFIXES and p.is_file()):
         playbook = read_playbook(path)
         if playbook.name in playbooks:
-            raise InputError(f"{path}: name", f"duplicate playbook name {playbook.name!r} (also in "
-                                              f"{origin[playbook.name].name})")
+            _, lines = read_yaml_mapping(path, "playbook")
+            raise InputError(f"{lines.at(str(path), ('name',))}: name",
+                             f"duplicate playbook name {playbook.name!r} (also in {origin[playbook.name].name})")
         playbooks[playbook.name] = playbook
         origin[playbook.name] = path
     return playbooks
@@ -138,24 +140,20 @@ def read_playbook(path: Path) -> Playbook:
     try:
         playbook = Playbook.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]["loc"] if exc.errors() else ()
-        raise InputError(_where(path, lines, first), validation_message(exc)) from None
+        raise InputError(error_where(str(path), lines, exc), validation_message(exc)) from None
     try:
         PARAMS_SCHEMAS[playbook.action].model_validate(playbook.params)
     except ValidationError as exc:
         reason = "; ".join(f"params.{line}" for line in validation_message(exc).split("; "))
-        raise InputError(_where(path, lines, ("params",)), f"{reason} (action {playbook.action})") from None
+        raise InputError(error_where(str(path), lines, exc, under=("params",)),
+                         f"{reason} (action {playbook.action})") from None
     unknown = [s for s in playbook.verify.signals if s not in ALL_SIGNALS]
     if unknown:
-        raise InputError(_where(path, lines, ("verify",)),
+        raise InputError(lines.at(str(path), ("verify", "signals")),
                          f"verify.signals: unknown signal(s) {', '.join(unknown)}; known: {', '.join(ALL_SIGNALS)}")
     unknown = [s for s in (playbook.restore.below if playbook.restore else {}) if s not in ALL_SIGNALS]
     if unknown:
-        raise InputError(_where(path, lines, ("restore",)),
+        raise InputError(lines.at(str(path), ("restore", "below")),
                          f"restore.below: unknown signal(s) {', '.join(unknown)}; known: {', '.join(ALL_SIGNALS)}")
     return playbook
 
-
-def _where(path: Path, lines: dict[str, int], loc: tuple) -> str:
-    line = lines.get(str(loc[0])) if loc else None
-    return f"{path}:{line}" if line else str(path)

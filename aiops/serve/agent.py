@@ -23,7 +23,7 @@ from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.ensemble import Diagnoser
 from aiops.diagnose.glm import GlmAnalyzer
 from aiops.diagnose.ranking import StatisticalRanker
-from aiops.diagnose.rules import RuleEngine, RuleSet
+from aiops.diagnose.rules import RuleEngine
 from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
@@ -36,7 +36,6 @@ from aiops.remediate.kube_journal import KubeJournal
 from aiops.remediate.gate import NOT_LEADER, TRANSIENT_REASONS, Refusal, WriteGate
 from aiops.remediate.planner import PlanPolicy
 from aiops.remediate.actions import RetrainAction
-from aiops.remediate.playbooks import load_playbooks
 from aiops.remediate.runner import PlaybookRunner
 from aiops.remediate.silences import PlanSilencer
 from aiops.remediate.sqlite_journal import SqliteJournal
@@ -47,6 +46,7 @@ from aiops.serve.leadership import LeadershipGate
 from aiops.serve.drift_check import DriftCheck
 from aiops.serve.accounting import count_diagnosis, count_drift, count_execution, model_versions, set_model_info
 from aiops.serve.journal_guard import JournalGuard
+from aiops.serve.knowledge import load_playbooks_and_rules
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
@@ -101,11 +101,7 @@ class Knowledge:
 
 def load_knowledge(settings: Settings) -> Knowledge:
     """Load playbooks and rules (bad files are ``InputError``) and build the diagnoser."""
-    playbooks = load_playbooks(settings.playbooks_dir)
-    rules = RuleSet.load(settings.rules_dir, params=settings.rule_params)
-    unknown = rules.validate(list(playbooks))
-    if unknown:
-        raise InputError(str(settings.rules_dir), "; ".join(unknown))
+    playbooks, rules = load_playbooks_and_rules(settings)
     engine = RuleEngine(rules)
     analyzers: list = [StatisticalRanker(), engine]
     backend = llm_from_settings(settings.glm)  # None unless glm.backend is configured

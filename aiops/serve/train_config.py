@@ -28,7 +28,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from aiops.domain.errors import InputError
-from aiops.settings import STOCK_ROOT, read_yaml_mapping, validation_message
+from aiops.settings import STOCK_ROOT, error_where, validation_message
+from aiops.yamlfile import YamlLines, read_yaml_mapping
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -194,11 +195,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     return config.model_copy(update={"source": source, "models_dir": models_dir, "origin": str(path)})
 
 
-def parse_train_config(raw: dict, where: str = "train config", lines: dict[str, int] | None = None) -> TrainConfig:
+def parse_train_config(raw: dict, where: str = "train config", lines: YamlLines | None = None) -> TrainConfig:
     """Validate an already-parsed mapping; the error names the file, the first bad key's line and every key."""
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]["loc"] if exc.errors() else ()
-        line = (lines or {}).get(str(first[0])) if first else None
-        raise InputError(f"{where}:{line}" if line else where, validation_message(exc)) from None
+        raise InputError(error_where(where, lines, exc), validation_message(exc)) from None

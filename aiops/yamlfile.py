@@ -1,0 +1,92 @@
+"""Reading the YAML files aiops is configured with (config, playbooks, rules, train configs, approvers' tokens):
+one mapping per file, and where each part of it is written, so every error can name the file and the line."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import yaml
+
+from aiops.domain.errors import InputError
+
+
+class YamlLines(Mapping[str, int]):
+    """Where each part of a YAML document starts: the 1-based line of every mapping key and sequence item, by its
+    path (``("rules", 2, "when", 0)``). As a mapping, the lines of the top-level keys."""
+
+    def __init__(self, lines: dict[tuple, int] | None = None) -> None:
+        self._lines = lines or {}
+
+    @classmethod
+    def of(cls, node: yaml.Node | None) -> "YamlLines":
+        """The lines of a composed YAML document."""
+        lines: dict[tuple, int] = {}
+        pending = deque([((), node)] if node is not None else [])
+        expanded: set[int] = set()  # an alias repeats a node (even inside itself): its parts are read once
+        while pending:
+            path, here = pending.popleft()
+            if id(here) in expanded:
+                continue
+            expanded.add(id(here))
+            if isinstance(here, yaml.MappingNode):
+                children = [(path + (str(key.value),), key, value) for key, value in here.value]
+            elif isinstance(here, yaml.SequenceNode):
+                children = [(path + (i,), item, item) for i, item in enumerate(here.value)]
+            else:
+                continue
+            for child_path, start, value in children:
+                lines.setdefault(child_path, start.start_mark.line + 1)
+                pending.append((child_path, value))
+        return cls(lines)
+
+    def line(self, loc: Sequence) -> int | None:
+        """The line of ``loc``, or of the nearest part of it the document has (a missing key's mapping)."""
+        loc = tuple(str(p) if not isinstance(p, int) else p for p in loc)
+        for end in range(len(loc), 0, -1):
+            if (found := self._lines.get(loc[:end])) is not None:
+                return found
+        return None
+
+    def at(self, origin: str, loc: Sequence) -> str:
+        """``origin:LINE`` for ``loc`` (just ``origin`` when the document has no line for it)."""
+        line = self.line(loc)
+        return f"{origin}:{line}" if line else origin
+
+    def __getitem__(self, key: str) -> int:
+        return self._lines[(key,)]
+
+    def __iter__(self) -> Iterator[str]:
+        return (path[0] for path in self._lines if len(path) == 1)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
+    """Parse a YAML file that must hold a mapping, for every YAML file aiops reads: config, playbooks, rules, train
+    configs. Returns the mapping and where each of its parts starts (``YamlLines``), so validation errors can point
+    at a line. Every problem is an ``InputError`` naming the file (and line) and ``what`` it should be; an empty
+    file (or one of only comments) is one too: it is a file that lost its content, never a deliberate default."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), f"{what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), f"cannot read {what}: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        raw = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    finally:
+        loader.dispose()
+    if raw is None:  # no document, or only ``---`` / ``null``
+        raise InputError(str(path), f"{what} is empty (nothing but blank lines or comments)")
+    if not isinstance(raw, dict):
+        raise InputError(str(path), f"{what} must be a mapping of keys, got {type(raw).__name__}")
+    return raw, YamlLines.of(node)
