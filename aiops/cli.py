@@ -96,10 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="lint playbook, rule, agent config and train config files")
     validate.add_argument("paths", nargs="*", type=Path,
                           help="files or folders (default: the stock playbooks/ and rules/)")
-    history = sub.add_parser("history", help="list the agent's executions (or one plan's transitions)")
+    history = sub.add_parser("history", help="list the agent's executions, newest last (or one plan's transitions)")
     history.add_argument("--config", required=True, type=Path, help="the agent's config file (finds its journal)")
     history.add_argument("--plan", help="show every transition of this plan")
-    history.add_argument("--limit", type=int, default=50, help="how many plans to list (default 50)")
+    history.add_argument("--limit", type=int, default=50,
+                         help="how many plans to list, the most recently updated (default 50)")
     history.add_argument("--format", choices=("text", "json"), default="text")
 
     approve = sub.add_parser("approve", help="approve a plan waiting in awaiting_approval")

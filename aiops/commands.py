@@ -187,7 +187,7 @@ def _kube_journal(settings: Settings):
 
 
 def history(args: argparse.Namespace) -> int:
-    from aiops.serve.plans_api import summary
+    from aiops.serve.plans_api import summaries
 
     journal = _journal(load_settings(args.config))
     if args.plan:
@@ -197,7 +197,7 @@ def history(args: argparse.Namespace) -> int:
         lines = [f"{_when(r['ts'])}  {r['state']:<17} {r['note']}" for r in records]
         emit(records, args.format, "\n".join(lines))
         return EXIT_OK
-    rows = [summary(r) for r in journal.latest()][-args.limit:]
+    rows = summaries(journal)[-args.limit:]  # oldest first, so the newest are the ones kept and shown last
     text = "\n".join(f"{_when(r['ts'])}  {r['plan']}  {r['state']:<17} {r['mode'] or '':<7} {r['playbook'] or '':<18}"
                      f" {r['target'] or ''}" for r in rows) or "no executions yet"
     emit(rows, args.format, text)

@@ -65,19 +65,32 @@ def test_the_kill_switch_annotation_stops_acting_and_says_why(sim, kube, tmp_pat
         agent.stop()
 
 
-def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, tmp_path):
-    alice = "alice-approver-token-0123456789"
-    (tmp_path / "approvers.yaml").write_text(f"alice: {alice}\n")
+ALICE = "alice-approver-token-0123456789"
+
+
+def held_for_approval(sim, tmp_path):
+    """An agent in act mode whose restart playbook needs alice's approval (token ``ALICE``), started, and the result
+    of the alert about shop/cart it held for one."""
+    (tmp_path / "approvers.yaml").write_text(f"alice: {ALICE}\n")
     settings = sim_settings(sim, tmp_path, Mode.ACT).model_copy(update={
         "playbooks_dir": playbooks_with(tmp_path, "restart-workload", approval="approve"),
         "approvals": ApprovalSettings(token_file=tmp_path / "approvers.yaml")})
     agent = start(sim, settings)
     try:
-        generation = kube.get_deployment("shop", "cart")["metadata"]["generation"]
         assert post_alert(agent, alert_payload("shop", "cart", sim.clock.now() - 120)).status_code == 200
         assert agent.worker.drain(DRAIN_SECONDS)
         (result,) = agent.results
         assert result.execution.state is ExecutionState.AWAITING_APPROVAL
+    except BaseException:
+        agent.stop()
+        raise
+    return agent, result
+
+
+def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, tmp_path):
+    generation = kube.get_deployment("shop", "cart")["metadata"]["generation"]
+    agent, result = held_for_approval(sim, tmp_path)
+    try:
         assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation
 
         url = f"{agent.server.url}{PLANS_PATH}/{result.plan.id}/approve"
@@ -85,7 +98,7 @@ def test_an_approval_playbook_waits_for_the_http_approval_then_acts(sim, kube, t
         webhook = requests.post(url, headers={"Authorization": f"Bearer {TOKEN}"}, json={"approver": "alice"},
                                 timeout=HTTP_TIMEOUT)
         assert webhook.status_code == 403, webhook.text
-        answer = requests.post(url, headers={"Authorization": f"Bearer {alice}"}, timeout=HTTP_TIMEOUT)
+        answer = requests.post(url, headers={"Authorization": f"Bearer {ALICE}"}, timeout=HTTP_TIMEOUT)
         assert answer.status_code == 200, answer.text
         wait_until(lambda: agent.parts.journal.latest()[-1]["state"] == "succeeded", 30, "the approved plan to run")
         assert kube.get_deployment("shop", "cart")["metadata"]["generation"] == generation + 1

@@ -170,3 +170,37 @@ def test_the_plans_http_api_serves_the_kubernetes_journal(api, ns):
         assert journal.history("p-wait")[-1]["data"]["approved_by"] == "dave"
     finally:
         server.stop()
+
+
+def _fill_out_of_order(journal) -> None:
+    """Plans whose first appearance is not the order of their latest records: p-a started first and ended last;
+    p-d and p-e were last touched at the same time (written e, then d)."""
+    for plan, state, ts in (("p-a", "executing", 10.0), ("p-b", "awaiting_approval", 20.0), ("p-a", "succeeded", 30.0),
+                            ("p-c", "skipped", 25.0), ("p-e", "blocked", 40.0), ("p-d", "blocked", 40.0)):
+        journal.record(plan, state, state, {"ts": ts, "playbook": "scale-up", "mode": "act",
+                                            "target": {"kind": "Deployment", "namespace": "shop", "name": "cart"}})
+
+
+def test_history_lists_plans_newest_last_in_the_same_order_from_both_journals(kube, api, ns, tmp_path, capsys):
+    from aiops.remediate.sqlite_journal import SqliteJournal
+
+    sqlite_config = tmp_path / "sqlite.yaml"
+    sqlite_config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state")}))
+    _fill_out_of_order(SqliteJournal(tmp_path / "state" / "journal.sqlite3"))
+    _fill_out_of_order(KubeJournal(api, ns))
+    (tmp_path / "token").write_text(getattr(kube, "token", "") or "")
+    kube_config = tmp_path / "kube.yaml"
+    kube_config.write_text(yaml.safe_dump({
+        "kubernetes": {"host": kube.url, "token_file": str(tmp_path / "token"), "verify_ssl": False},
+        "journal": {"backend": "kubernetes", "namespace": ns}}))
+    newest_last = ["p-b", "p-c", "p-a", "p-d", "p-e"]
+    for config in (sqlite_config, kube_config):
+        assert main(["history", "--config", str(config), "--format", "json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["plan"] for r in rows] == newest_last, config.name
+        assert [r["ts"] for r in rows] == sorted(r["ts"] for r in rows)
+        assert main(["history", "--config", str(config)]) == 0
+        text = capsys.readouterr().out.splitlines()
+        assert [line.split()[2] for line in text] == newest_last, text
+        assert main(["history", "--config", str(config), "--limit", "2", "--format", "json"]) == 0
+        assert [r["plan"] for r in json.loads(capsys.readouterr().out)] == ["p-d", "p-e"], "the newest are kept"

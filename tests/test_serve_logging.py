@@ -13,8 +13,10 @@ from aiops.domain.incident import Incident
 from aiops.domain.plans import Mode
 from aiops.domain.target import Target
 from aiops.serve.logging import configure_logging, log_context
+from aiops.serve.scheduler import LoopScheduler
 from aiops.serve.worker import IncidentWorker
 from aiops.sim.runtime import SimRuntime
+from tests.support.polling import wait_until
 from tests.test_agent_sim import DRAIN_SECONDS, alert_payload, post_alert, sim_settings, start_agent
 
 
@@ -123,3 +125,18 @@ def test_agent_lines_while_acting_carry_incident_and_plan(log_stream, tmp_path):
         if line["logger"].startswith(("aiops.serve.pipeline", "aiops.remediate")):
             assert line.get("incident") == result.incident.id, line
     assert any(line.get("plan") == result.plan.id for line in worker_lines)
+
+
+def test_scheduler_runs_log_nothing_below_warning_yet_the_agents_lines_pass(log_stream):
+    # APScheduler logs "Running job ..." and "Job ... executed successfully" at INFO on every run of every job.
+    job_log = logging.getLogger("aiops.test.job")
+    scheduler = LoopScheduler(lambda: job_log.info("job ran"), 0.05)
+    scheduler.start()
+    try:
+        wait_until(lambda: scheduler.runs >= 3, 10, "three scheduled runs")
+    finally:
+        scheduler.shutdown()
+    logging.getLogger("apscheduler.scheduler").warning("a missed run")  # warnings still reach the log
+    got = lines(log_stream)
+    assert sum(line["msg"] == "job ran" for line in got) >= 3
+    assert [line["msg"] for line in got if line["logger"].startswith("apscheduler")] == ["a missed run"]

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from aiops.domain.plans import ExecutionState, Mode
+from aiops.domain.plans import ActionPlan, Change, ExecutionState, Mode, plan_id
+from aiops.domain.target import Target
+from aiops.remediate.machine import PlanExecution
+from aiops.remediate.verify import VerifyResult
 from aiops.serve.metrics import AgentMetrics
+from tests.test_agent_guards import StubbornVerifier, start
+from tests.test_agent_logs import alert_once
 from tests.test_agent_sim import (DRAIN_SECONDS, HTTP_TIMEOUT, alert_payload, post_alert, sim,  # noqa: F401
                                   sim_settings, start_agent)
 
@@ -152,3 +157,53 @@ def test_a_handled_incident_moves_the_loop_series(sim, tmp_path):
     assert "cart" in drifted and len(drifted) >= 2
     assert 'aiops_model_info{model="detector",version="lof/pyod-' in text
     assert 'aiops_model_info{model="calibration",version="sha256:' in text
+
+
+def test_a_first_playbook_that_left_the_fault_counts_its_verification_before_the_escalation(sim, tmp_path):
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    agent.parts.pipeline.runner.verifier = StubbornVerifier(sim)  # the restart changes nothing
+    alert_once(sim, agent)
+    (result,) = agent.results
+    assert (result.first.plan.playbook, result.plan.playbook) == ("restart-workload", "escalate")
+    value = agent.metrics.registry.get_sample_value
+    assert value("aiops_verifications_total", {"outcome": "unchanged"}) == 1
+    assert value("aiops_plans_total", {"state": "failed"}) == 1  # the restart
+    assert value("aiops_plans_total", {"state": "succeeded"}) == 1  # the escalation
+    assert value("aiops_action_seconds_count") == 2
+
+
+class ScriptedVerifier:
+    """Verification that cannot read Prometheus (raises) until ``outcome`` is set."""
+
+    outcome: str | None = None
+
+    def verify(self, plan, spec, before, baseline=None):
+        if self.outcome is None:
+            raise ConnectionError("prometheus unreachable")
+        return VerifyResult(self.outcome, [], f"scripted: {self.outcome}")
+
+
+def test_a_plan_the_poll_verifies_again_counts_its_verification_once_it_is_made(sim, tmp_path):
+    agent = start(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    verifier = agent.parts.pipeline.runner.verifier = ScriptedVerifier()
+    value = agent.metrics.registry.get_sample_value
+    try:
+        # A plan that acted and was left verifying (the agent died, or Prometheus could not be read).
+        target = Target.deployment("shop", "cart")
+        plan = ActionPlan(plan_id("inc-v", "scale-up", target), "inc-v", "scale-up", "scale", target,
+                          {"factor": 2}, Mode.ACT)
+        exe = PlanExecution(plan, agent.parts.pipeline.runner.store, sim.clock)
+        exe.start(note="applying", data={"before": {}, "baseline": {}})
+        exe.applied(note="scaled", data={"change": Change(target, "scale", applied=True).as_dict()})
+        for _ in range(2):  # each poll tries, cannot read, and leaves it verifying: no plan ended, nothing verified
+            agent.resume_pending()
+            assert agent.parts.journal.latest()[-1]["state"] == "verifying"
+        assert value("aiops_plans_total", {"state": "verifying"}) is None
+        assert value("aiops_verifications_total", {"outcome": "recovered"}) is None
+        verifier.outcome = "recovered"
+        agent.resume_pending()
+        assert agent.parts.journal.latest()[-1]["state"] == "succeeded"
+    finally:
+        agent.stop()
+    assert value("aiops_verifications_total", {"outcome": "recovered"}) == 1
+    assert value("aiops_plans_total", {"state": "succeeded"}) == 1

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from aiops.domain.alerts import Alert
 from aiops.domain.target import Target
 
+# How detectors are named to a person (others by their own ``Anomaly.detector`` name).
+_DETECTOR_NAMES = {"lof": "LOF"}
+
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
@@ -32,6 +35,16 @@ class Anomaly:
     def severity(self) -> float:
         """How far past the threshold, as a ratio (>= 1 means anomalous)."""
         return self.score / self.threshold if self.threshold > 0 else float("inf")
+
+    def describe(self, since: str) -> str:
+        """One line for a person, naming the workload, the score against the threshold and what drove it:
+        ``shop/cart: LOF score 21.66 over threshold 1.21 since <since>; driven by latency_p99 31%, error_ratio 29%``
+        (the detector's own summary follows, when it has one)."""
+        detector = _DETECTOR_NAMES.get(self.detector, self.detector or "anomaly")
+        drivers = ", ".join(f"{signal} {weight:.0%}" for signal, weight in self.contributors[:3]) or self.signal
+        line = (f"{self.target.namespace}/{self.target.name}: {detector} score {self.score:.2f} over threshold "
+                f"{self.threshold:.2f} since {since}; driven by {drivers}")
+        return f"{line}; {self.summary}" if self.summary else line
 
 
 class IncidentStatus(str, enum.Enum):

@@ -132,7 +132,20 @@ class Resuming:
     def _resume_approval(self, exe: PlanExecution, playbook: Playbook, action: Action, history: list[dict[str, Any]],
                          before: dict[str, float], baseline: dict[str, float]) -> Execution | None:
         """An approved plan starts acting once it passes the gate again (as an ``approved`` start: the planner's
-        guards too), is not expired, and would still make the change that was shown for approval."""
+        guards too), is not expired, and would still make the change that was shown for approval. How the request
+        ended is logged, like an automatic execution's outcome (the journal alone is not what a person follows)."""
+        done = self._start_approved(exe, playbook, action, history, before, baseline)
+        if done is not None:
+            plan = done.plan
+            level = logging.WARNING if done.state is ExecutionState.BLOCKED else logging.INFO
+            log.log(level, "plan %s, held for approval, is now %s: %s", plan.id, done.state.value,
+                    done.history[-1][2] if done.history else "", extra=_ids(plan))
+        return done
+
+    def _start_approved(self, exe: PlanExecution, playbook: Playbook, action: Action,
+                        history: list[dict[str, Any]], before: dict[str, float],
+                        baseline: dict[str, float]) -> Execution | None:
+        """``_resume_approval`` without the outcome line: None while there is nothing to do yet."""
         plan = exe.execution.plan
         approver = approver_of(history)
         ttl = self.approval_ttl_seconds
@@ -166,6 +179,8 @@ class Resuming:
                 exe.block(note=f"approved by {approver}, but the change is no longer the one approved: {stale}",
                           data={"reason": STALE_APPROVAL})
                 return exe.execution
+            log.info("plan %s approved by %s: executing %s on %s", plan.id, approver, plan.playbook, plan.target,
+                     extra={**_ids(plan), "approver": approver})
             if not self._start(exe, action, f"approved by {approver}: applying {plan.playbook} to {plan.target}",
                                {"before": before, "baseline": baseline}, intended=now):
                 return exe.execution
@@ -179,3 +194,8 @@ def _levels(history: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, 
         if "before" in data:
             return dict(data["before"]), dict(data.get("baseline") or {})
     return {}, {}
+
+
+def _ids(plan: ActionPlan) -> dict[str, str]:
+    """The ids a log line about ``plan`` carries (``extra``)."""
+    return {"plan": plan.id, "incident": plan.incident_id}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from aiops.detect.drift import DriftReport
 from aiops.detect.store import library_versions
@@ -14,6 +14,7 @@ from aiops.diagnose.calibration import Calibration
 from aiops.domain.diagnosis import Diagnosis
 from aiops.domain.plans import Execution, ExecutionState
 from aiops.serve.metrics import AgentMetrics
+from aiops.serve.pipeline import PipelineResult
 from aiops.settings import GlmSettings
 
 # The chosen hypothesis's confidence is observed under this analyzer label.
@@ -50,9 +51,39 @@ def count_execution(metrics: AgentMetrics, execution: Execution) -> None:
     seconds = action_seconds(execution)
     if seconds is not None:
         metrics.action_seconds.observe(seconds)
+    count_verification(metrics, execution)
+
+
+def count_verification(metrics: AgentMetrics, execution: Execution) -> None:
+    """Count the verification outcome, when the plan was verified in the run that returned ``execution`` (a plan
+    rebuilt from the journal carries no verification of an earlier run, so none is counted twice)."""
     outcome = (execution.verification or {}).get("outcome")
     if outcome:
         metrics.verifications.labels(outcome=str(outcome)).inc()
+
+
+def count_attempts(metrics: AgentMetrics, result: PipelineResult) -> None:
+    """Count what each attempt of one pass ended in: the plan's state, its action time and verification, or the
+    guard that blocked it. Earlier attempts (a first playbook that left the fault in place, before the second one
+    or the escalation) count too: they acted and were verified."""
+    attempt: PipelineResult | None = result
+    while attempt is not None:
+        if attempt.execution is not None:
+            metrics.plans.labels(state=attempt.execution.state.value).inc()
+            count_execution(metrics, attempt.execution)
+        else:
+            metrics.plans_blocked.labels(reason=attempt.decision.reason).inc()
+        attempt = attempt.first
+
+
+def count_resumed(metrics: AgentMetrics, executions: Iterable[Execution]) -> None:
+    """Count plans a resume moved on (an approved plan acting, a restarted agent finishing one): the final state
+    each reached (a plan still unfinished is resumed at every poll: counted once, when it ends), and the
+    verification when one was made."""
+    for execution in executions:
+        if execution.state.final:
+            metrics.plans.labels(state=execution.state.value).inc()
+        count_verification(metrics, execution)
 
 
 def count_drift(metrics: AgentMetrics, reports: Mapping[tuple[str, str], DriftReport]) -> None:

@@ -44,7 +44,8 @@ from aiops.serve.fence import leader_check
 from aiops.serve.leader import LeaseElector
 from aiops.serve.leadership import LeadershipGate
 from aiops.serve.drift_check import DriftCheck
-from aiops.serve.accounting import count_diagnosis, count_drift, count_execution, model_versions, set_model_info
+from aiops.serve.accounting import (count_attempts, count_diagnosis, count_drift, count_resumed, model_versions,
+                                   set_model_info)
 from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.knowledge import load_playbooks_and_rules
 from aiops.serve.metrics import AgentMetrics
@@ -309,11 +310,7 @@ class Agent:
         """Count one pipeline result in the metrics and keep it in ``results`` (the last 100)."""
         self.metrics.diagnoses.labels(fault=result.diagnosis.chosen.fault.value).inc()
         count_diagnosis(self.metrics, result.diagnosis)
-        if result.execution is not None:
-            self.metrics.plans.labels(state=result.execution.state.value).inc()
-            count_execution(self.metrics, result.execution)
-        else:
-            self.metrics.plans_blocked.labels(reason=result.decision.reason).inc()
+        count_attempts(self.metrics, result)
         self.results.append(result)
         del self.results[:-100]
 
@@ -334,8 +331,6 @@ class Agent:
                 skipped += self.streaming.skipped
                 anomalies += self.streaming.corroborated(found, [a.target for a in anomalies] + already_open)
             drift.update(namespace_drift)
-            if anomalies:
-                log.info("%d anomalies in %s", len(anomalies), namespace)
             self.receiver.receive_anomalies(anomalies)
         count_drift(self.metrics, drift)
         if self.streaming is not None:
@@ -394,8 +389,7 @@ class Agent:
     def resume_unfinished(self) -> list:
         """Finish what a previous run of the agent left half-done (journaled, not yet final)."""
         done = self.parts.pipeline.runner.resume_unfinished()
-        for exe in done:
-            self.metrics.plans.labels(state=exe.state.value).inc()
+        count_resumed(self.metrics, done)
         return done
 
     def resume_approved(self) -> list:
@@ -403,8 +397,7 @@ class Agent:
         if not self.leadership.is_leader:
             return []
         done = self.parts.pipeline.runner.resume_approved()
-        for exe in done:
-            self.metrics.plans.labels(state=exe.state.value).inc()
+        count_resumed(self.metrics, done)
         return done
 
     def resume_pending(self) -> list:

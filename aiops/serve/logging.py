@@ -21,6 +21,11 @@ _CONTEXT_KEYS = ("incident", "plan")
 # formatters, so every line logged while handling an incident carries its id without each call passing ``extra``.
 _CONTEXT_VARS = {key: contextvars.ContextVar(f"aiops_log_{key}", default=None) for key in _CONTEXT_KEYS}
 
+# Libraries kept at WARNING or above whatever ``log_level`` says: they log routine work at INFO that the agent's own
+# lines and journal already say (transitions every callback; APScheduler every run of every job: "Running job ...",
+# "Job ... executed successfully"; Drain3 every template miner the log detector starts, once per loop run).
+QUIET_LOGGERS = ("transitions", "apscheduler", "drain3")
+
 
 @contextlib.contextmanager
 def log_context(**ids: str | None):
@@ -103,5 +108,5 @@ def configure_logging(fmt: str = "json", level: int | str = "INFO", stream: Text
     handler.setFormatter(formatters[fmt]())
     root.addHandler(handler)
     root.setLevel(resolved)
-    # transitions logs every callback at INFO; our own journal and log lines already say what happened.
-    logging.getLogger("transitions").setLevel(max(resolved, logging.WARNING))
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(max(resolved, logging.WARNING))

@@ -17,12 +17,12 @@ from aiops.diagnose.ensemble import Diagnoser
 from aiops.domain.diagnosis import Diagnosis
 from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.observations import Observations
-from aiops.domain.plans import ActionPlan, Blocked, Execution
+from aiops.domain.plans import ActionPlan, Blocked, Execution, Mode
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Clock, Collector
 from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.planner import APPROVAL_REQUIRED, FACTS_UNAVAILABLE, ActionHistory, PlanPolicy, plan
-from aiops.remediate.runner import PlaybookRunner
+from aiops.remediate.runner import DRY_RUN_NOTE, PlaybookRunner
 from aiops.remediate.silences import silence_matchers
 from aiops.serve.logging import log_context
 from aiops.serve.probe import baseline_levels, latest_levels
@@ -204,11 +204,18 @@ class IncidentPipeline:
                 self.runner.record_blocked(decision)
             return result
         extra["plan"] = decision.id
-        log.info("executing %s on %s (mode %s)", decision.playbook, decision.target, decision.mode.value,
-                 extra=extra)
+        acting = decision.mode is Mode.ACT
+        if acting:
+            log.info("executing %s on %s", decision.playbook, decision.target, extra=extra)
         with log_context(incident=incident.id, plan=decision.id):
             result.execution, result.before = self.execute(decision, observations, incident)
-        log.info("execution ended %s", result.execution.state.value, extra=extra)
+        note = result.execution.history[-1][2] if result.execution.history else ""
+        if acting:
+            log.info("execution ended %s: %s", result.execution.state.value, note, extra=extra)
+        else:
+            # What it would have done, never "executing": the runner's dry-run note ("dry-run: would roll back ...").
+            prefix = "" if note.startswith(DRY_RUN_NOTE) else f"{DRY_RUN_NOTE}: "
+            log.info("%s%s; playbook %s", prefix, note, decision.playbook, extra=extra)
         return self._maybe_second(result)
 
     def _maybe_second(self, result: PipelineResult) -> PipelineResult:

@@ -1,8 +1,8 @@
 """The agent's plan endpoints: list executions and approve the ones waiting for a person.
 
-``GET /api/v1/plans`` lists each plan's latest state. It needs a credential: an approver's token (approvers read
-the list to decide) or the webhook's token (read-only tooling that already holds it); an agent configured with
-neither refuses it (403), since plan notes name workloads and faults.
+``GET /api/v1/plans`` lists each plan's latest state, newest last (``summaries``). It needs a credential: an
+approver's token (approvers read the list to decide) or the webhook's token (read-only tooling that already holds
+it); an agent configured with neither refuses it (403), since plan notes name workloads and faults.
 
 ``POST /api/v1/plans/{id}/approve`` records an approval. Approving changes the cluster, so it needs an approver's
 own token (``approvals.token_file``); the journal records the name that token belongs to. The webhook's token
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from typing import Callable
 
 from aiohttp import web
@@ -23,6 +24,8 @@ from aiops.domain.errors import InputError
 from aiops.domain.protocols import Clock, ExecutionStore
 from aiops.remediate.runner import approve
 from aiops.serve.approvers import APPROVER_NAME, SETTING, Approvers, bearer
+
+log = logging.getLogger(__name__)
 
 PLANS_PATH = "/api/v1/plans"
 
@@ -44,7 +47,7 @@ def add_plan_routes(app: web.Application, store: ExecutionStore, clock: Clock, o
         header = request.headers.get("Authorization", "")
         if approvers.identify(header) is None and not is_webhook(header):
             return _error(401, "missing or wrong bearer token (an approver's or the webhook's)")
-        return web.json_response({"plans": [summary(r) for r in store.latest()]})
+        return web.json_response({"plans": summaries(store)})
 
     async def approve_plan(request: web.Request) -> web.Response:
         if not approvers.configured:
@@ -75,6 +78,8 @@ def add_plan_routes(app: web.Application, store: ExecutionStore, clock: Clock, o
             record = approve(store, plan_id, approver, clock.now())
         except InputError as exc:
             return _error(404 if "no such plan" in exc.reason else 409, str(exc))
+        log.info("plan %s approved by %s over HTTP: %s on %s", plan_id, approver, record["data"].get("playbook"),
+                 summary(record)["target"], extra={"plan": plan_id, "approver": approver})
         on_approved(plan_id)
         return web.json_response({"plan": plan_id, "approved_by": record["data"].get("approved_by")})
 
@@ -90,6 +95,13 @@ def summary(record: dict) -> dict:
             "playbook": data.get("playbook"), "mode": data.get("mode"),
             "target": f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}" if target else None,
             "note": record.get("note", "")}
+
+
+def summaries(store: ExecutionStore) -> list[dict]:
+    """Every plan's ``summary``, oldest first by the time of its latest record (newest last, as ``helm history``
+    and ``kubectl get events --sort-by=.lastTimestamp`` list); ties by plan id, so the SQLite and the Kubernetes
+    journals, which keep plans in different orders, list the same."""
+    return sorted((summary(r) for r in store.latest()), key=lambda row: (row["ts"], row["plan"]))
 
 
 def _error(status: int, detail: str) -> web.Response:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from typing import Callable, Mapping, Sequence
 
 from aiops.correlate.incidents import DUPLICATE, OPENED, UPDATED, IncidentTracker
@@ -191,8 +192,13 @@ class QueueingReceiver:
         return updates
 
     def receive_anomalies(self, anomalies: Sequence[Anomaly]) -> list[IncidentUpdate]:
-        """The same for detector findings from the scheduled loop."""
+        """The same for detector findings from the scheduled loop (each one logged, naming its workload)."""
         self._metrics.detections.inc(len(anomalies))
+        for anomaly in anomalies:
+            log.info("anomaly %s", anomaly.describe(_utc(anomaly.start)), extra={
+                "namespace": anomaly.target.namespace, "workload": anomaly.target.name,
+                "detector": anomaly.detector, "score": round(anomaly.score, 4),
+                "threshold": round(anomaly.threshold, 4), "drivers": dict(anomaly.contributors[:3])})
         updates = self._tracker.add_anomalies(anomalies, admit=self._admit)
         self._count(updates)
         return updates
@@ -206,5 +212,11 @@ class QueueingReceiver:
         if update.outcome == OPENED or (update.outcome == UPDATED and "resolved_alert" not in update.extra):
             if not self._worker.submit(update.incident):
                 return False  # submit logged and counted it
-            log.info("incident %s %s", update.incident.id, update.outcome, extra={"incident": update.incident.id})
+            log.info("incident %s %s for %s", update.incident.id, update.outcome, update.incident.target,
+                     extra={"incident": update.incident.id})
         return True
+
+
+def _utc(ts: float) -> str:
+    """``ts`` (unix s) as an ISO 8601 UTC time to the second."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
