@@ -82,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--prometheus", help="Prometheus URL, to diagnose live")
     diagnose.add_argument("--namespace", help="namespace to diagnose (with --prometheus)")
     diagnose.add_argument("--since", type=_duration, default=1800.0, help="how far back to look (default 30m)")
-    diagnose.add_argument("--config", type=Path, help="config file (playbooks, rules, kube access)")
+    diagnose.add_argument("--config", type=Path, help="config file (playbooks, rules, and the kubernetes access that "
+                                                      "reads events, rollouts and pod logs: without it, they are "
+                                                      "not collected)")
     diagnose.add_argument("--format", choices=("text", "json"), default="text")
     diagnose.add_argument("--explain", action="store_true", help="show which rules matched and why")
 

@@ -113,29 +113,28 @@ def diagnose(args: argparse.Namespace) -> int:
 
 
 def _live_observations(args: argparse.Namespace, settings: Settings):
-    """Metrics from ``--prometheus``; logs and events too when ``--config`` gives Kubernetes access."""
-    from dataclasses import replace
-
+    """Metrics from ``--prometheus``; logs and events too when ``--config`` gives Kubernetes access (what was not
+    read is recorded as not collected, so diagnosis treats it as unknown)."""
     from aiops.clients.prometheus import PrometheusClient, PrometheusError
+    from aiops.collect.observations import ObservationCollector
     from aiops.collect.prometheus import PrometheusCollector
 
     if not args.prometheus.startswith(("http://", "https://")):
         raise InputError("--prometheus", f"{args.prometheus!r} must start with http:// or https://")
     end = time.time()
-    start = end - args.since
-    try:
-        observations = PrometheusCollector(PrometheusClient(args.prometheus), settings.loop.step_seconds).collect(
-            args.namespace, start, end)
-    except PrometheusError as exc:
-        raise InputError("--prometheus", str(exc)) from None
+    kube = None
     if args.config is not None:
         from aiops.clients.kube import KubeClient
         from aiops.collect.kube import KubeCollector
 
         kube = KubeCollector(KubeClient.from_settings(settings.kubernetes))
-        observations = replace(observations, logs=tuple(kube.logs(args.namespace, start, end)),
-                               events=tuple(kube.events(args.namespace, start, end)))
-    return observations
+    collector = ObservationCollector(PrometheusCollector(PrometheusClient(args.prometheus), settings.loop.step_seconds),
+                                     kube, without_kube="no --config with Kubernetes access",
+                                     kube_failures_as_gaps=True)
+    try:
+        return collector.collect(args.namespace, end - args.since, end)
+    except PrometheusError as exc:
+        raise InputError("--prometheus", str(exc)) from None
 
 
 def record(args: argparse.Namespace) -> int:
@@ -148,6 +147,10 @@ def record(args: argparse.Namespace) -> int:
         raise InputError("--out", f"cannot write the case folder {args.out}: {exc.strerror or exc}") from None
     print(f"wrote {args.out}: {len(observations.series)} series, {len(observations.logs)} log lines, "
           f"{len(observations.events)} events")
+    if observations.not_collected:
+        from aiops.domain.observations import describe_gaps
+
+        print(f"not recorded: {describe_gaps(observations.not_collected)}")
     return EXIT_OK
 
 

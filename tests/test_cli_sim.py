@@ -43,19 +43,22 @@ def free_port() -> int:
 
 def recorded_case(tmp_path: Path, capsys, inject: bool) -> Path:
     """A case folder recorded by ``aiops record`` from a sim whose history ends at the wall clock's now:
-    an hour of healthy baseline, then 10 minutes (with the memory leak when ``inject``)."""
+    an hour of healthy baseline, then 10 minutes (with the memory leak when ``inject``). ``--config`` gives it the
+    sim's Kubernetes API, so the pod logs and events are recorded too."""
     start = math.floor(time.time() / 15.0) * 15.0 - LEAK_SECONDS
     out = tmp_path / ("leak" if inject else "healthy")
+    config = tmp_path / "record.yaml"
     with SimRuntime("memory_leak", seed=0, start=start) as sim:
+        config.write_text(f"kubernetes: {{host: '{sim.kube_url}'}}\n", encoding="utf-8")
         sim.prefill(3600)
         if inject:
             sim.inject()
         sim.advance(LEAK_SECONDS)
         code, text, err = run(capsys, "record", "--prometheus", sim.prom_url, "--namespace", "shop",
-                              "--since", "70m", "--out", str(out))
+                              "--since", "70m", "--out", str(out), "--config", str(config))
     assert code == 0, err
     assert f"wrote {out}" in text
-    assert (out / "metrics.json").is_file()
+    assert (out / "metrics.json").is_file() and (out / "events.jsonl").is_file()
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from aiops.collect.casefolder import read_case, write_case
 from aiops.domain import signals as sig
 from aiops.domain.errors import InputError
-from aiops.domain.observations import KubeEvent, LogLine, Observations, Series, Topology
+from aiops.domain.observations import EVENTS, LOGS, KubeEvent, LogLine, Observations, Series, SourceGap, Topology
 
 T0 = 1795802820.0
 ALERT = Path(__file__).parent / "fixtures" / "alertmanager" / "alertmanager_HighErrorRate_firing.json"
@@ -51,9 +52,25 @@ def test_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.timestamps, b.timestamps)
         np.testing.assert_array_equal(a.values, b.values)  # NaN == NaN here
     assert got.logs == obs.logs and got.events == obs.events and got.topology == obs.topology
+    assert got.not_collected == ()  # logs.jsonl and events.jsonl are there: both were recorded
     assert {(s.workload, s.name) for s in got.signals} == {("cart", sig.MEMORY), ("cart", sig.CPU)}
     assert case.truth == truth and case.alert_payload == payload
     assert [a.name for a in case.alerts] == ["HighErrorRate"]
+
+
+def test_a_source_not_recorded_has_no_file_and_reads_back_as_not_collected(tmp_path: Path) -> None:
+    gaps = (SourceGap(LOGS, "no --config"), SourceGap(EVENTS, "no --config"))
+    blind = replace(_observations(), logs=(), events=(), not_collected=gaps)
+    folder = write_case(tmp_path / "blind", blind)
+    assert not (folder / "logs.jsonl").exists() and not (folder / "events.jsonl").exists()
+    got = read_case(folder).observations
+    assert got.not_collected == (SourceGap(LOGS, "not recorded: the case folder has no logs.jsonl"),
+                                 SourceGap(EVENTS, "not recorded: the case folder has no events.jsonl"))
+    # Read, and nothing happened: an empty file, read back as collected.
+    quiet = write_case(tmp_path / "quiet", replace(_observations(), logs=(), events=()))
+    assert (quiet / "events.jsonl").read_text() == "" and (quiet / "logs.jsonl").read_text() == ""
+    got = read_case(quiet).observations
+    assert got.not_collected == () and got.collected(EVENTS) and got.events == ()
 
 
 def test_write_refuses_a_non_empty_folder_unless_overwrite(tmp_path: Path) -> None:

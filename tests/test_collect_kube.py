@@ -12,7 +12,7 @@ from aiops.clients.kube import KubeError
 from aiops.collect.alertmanager import parse_time
 from aiops.collect.kube import KubeCollector, event_workload, kube_event, parse_log_text
 from aiops.collect.observations import ObservationCollector
-from aiops.domain.observations import Observations, Series, Topology
+from aiops.domain.observations import Observations, Series, SourceGap, Topology
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 PODS = json.loads((FIXTURES / "pods_list.json").read_text())["items"]
@@ -108,3 +108,38 @@ def test_observation_collector_combines_sources() -> None:
     assert only_kube.series == () and len(only_kube.logs) == 1
     only_metrics = ObservationCollector(StubMetrics(), None).collect("run5", NOW - 60, NOW)
     assert only_metrics.logs == () and only_metrics.events == () and len(only_metrics.series) == 1
+    # What was not read is recorded with the reason, so its emptiness is not taken for "nothing happened".
+    assert both.not_collected == () and both.sources == ("metrics", "logs", "events")
+    assert only_kube.not_collected == (SourceGap("metrics", "no Prometheus configured"),)
+    assert only_metrics.not_collected == (SourceGap("logs", "no Kubernetes access configured"),
+                                          SourceGap("events", "no Kubernetes access configured"))
+    told = ObservationCollector(StubMetrics(), None, without_kube="no --config").collect("run5", NOW - 60, NOW)
+    assert {g.reason for g in told.not_collected} == {"no --config"} and not told.collected("events")
+
+
+class RefusingEvents(StubKube):
+    """A ServiceAccount allowed to read pods and logs but not events."""
+
+    def list_events(self, namespace: str) -> list[dict]:
+        raise KubeError(403, "Forbidden", 'events is forbidden: User "aiops" cannot list resource "events"')
+
+
+def test_a_kube_read_that_fails_is_a_gap_when_asked_and_raises_otherwise() -> None:
+    kube = KubeCollector(RefusingEvents({"checkout-abc-1": "2026-11-27T18:29:50Z hi\n", "checkout-abc-2": ""}, []),
+                         clock=lambda: NOW)
+    obs = ObservationCollector(StubMetrics(), kube, kube_failures_as_gaps=True).collect("run5", NOW - 60, NOW)
+    assert len(obs.logs) == 1 and obs.collected("logs")
+    assert obs.not_collected == (SourceGap("events", 'reading them failed: 403 Forbidden: events is forbidden: User '
+                                                   '"aiops" cannot list resource "events"'),)
+    with pytest.raises(KubeError):  # the agent's loop: a failed read fails the run, as before
+        ObservationCollector(StubMetrics(), kube).collect("run5", NOW - 60, NOW)
+
+
+def test_a_failure_that_is_no_kube_call_is_never_swallowed() -> None:
+    class Broken(StubKube):
+        def list_events(self, namespace: str) -> list[dict]:
+            raise ValueError("a bug, not an API answer")
+
+    kube = KubeCollector(Broken({"checkout-abc-1": "", "checkout-abc-2": ""}, []), clock=lambda: NOW)
+    with pytest.raises(ValueError):
+        ObservationCollector(StubMetrics(), kube, kube_failures_as_gaps=True).collect("run5", NOW - 60, NOW)

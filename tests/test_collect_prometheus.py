@@ -86,6 +86,8 @@ def test_collects_raw_series_and_signals(prometheus_url: str) -> None:
     assert {q["query"] for q in _PrometheusStub.queries} == {f'{m}{{namespace="shop"}}' for m in sig.ALL_RAW_METRICS}
     assert all(float(q["start"]) == START and float(q["end"]) == END for q in _PrometheusStub.queries)
     assert obs.namespace == "shop" and (obs.start, obs.end) == (START, END)
+    assert obs.sources == ("metrics",)  # logs and events come from the Kubernetes API: unknown here, not empty
+    assert [g.source for g in obs.not_collected] == ["logs", "events"]
     assert len(obs.series) == 3
     assert {s.workload for s in obs.series} == {"cart", "web"}
     assert all("__name__" not in s.labels for s in obs.series)

@@ -146,7 +146,9 @@ def test_a_broken_analyzer_is_recorded_and_the_others_still_decide():
 def test_report_json_has_the_design_shape():
     d = _diagnose(traffic_surge("frontend"), "frontend", sig.REQUEST_RATE)
     doc = json.loads(json.dumps(diagnosis_to_dict(d, stock_playbooks())))
-    assert list(doc) == ["incident", "root_cause", "ranking", "playbook", "confidence", "evidence", "analyzers"]
+    assert list(doc) == ["incident", "root_cause", "ranking", "playbook", "confidence", "evidence", "analyzers",
+                         "not_collected", "not_ruled_out"]
+    assert doc["not_collected"] == [] and doc["not_ruled_out"] == []  # every source was read
     assert doc["incident"]["id"] == "inc-frontend"
     assert doc["root_cause"] == {"namespace": NS, "workload": "frontend", "fault": "traffic_surge"}
     assert doc["ranking"][0]["workload"] == "frontend" and set(doc["ranking"][0]) == {"workload", "score"}

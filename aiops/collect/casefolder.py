@@ -4,6 +4,11 @@ Layout: ``metrics.json`` (required; a ``query_range`` ``data.result`` list), ``l
 (core/v1 Event objects), ``alert.json`` (an Alertmanager webhook body), ``topology.json`` (``{"calls": [[caller,
 callee], ...]}``) and ``truth.json`` (``{"workload", "fault", "playbook"}``, for benchmarks), all but the first
 optional. Every problem is an ``InputError`` naming the file and the line, index or field.
+
+A missing ``logs.jsonl`` or ``events.jsonl`` means that source was not recorded (``aiops record`` without Kubernetes
+access writes neither): the case reads it as not collected, so no rule takes its absence for "nothing happened".
+An empty file means it was read and had nothing in the window. (Folders recorded before this distinction hold an
+empty file either way, and read as before.)
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from aiops.collect.signals import derive_signals
 from aiops.collect.workloads import workload_of_pod
 from aiops.domain.alerts import Alert
 from aiops.domain.errors import InputError
-from aiops.domain.observations import KubeEvent, LogLine, Observations, Series, Topology
+from aiops.domain.observations import EVENTS as EVENTS_SOURCE
+from aiops.domain.observations import LOGS as LOGS_SOURCE
+from aiops.domain.observations import KubeEvent, LogLine, Observations, Series, SourceGap, Topology
 
 METRICS, LOGS, EVENTS, ALERT, TOPOLOGY, TRUTH = (
     "metrics.json", "logs.jsonl", "events.jsonl", "alert.json", "topology.json", "truth.json")
@@ -62,13 +69,15 @@ def read_case(path: str | Path, step: float = 15.0) -> Case:
     namespace = _most_common(s.namespace for s in series)
     logs = _read_logs(folder / LOGS, namespace)
     events = _read_events(folder / EVENTS)
+    gaps = tuple(SourceGap(source, f"not recorded: the case folder has no {name}")
+                 for source, name in ((LOGS_SOURCE, LOGS), (EVENTS_SOURCE, EVENTS)) if not (folder / name).is_file())
     namespace = namespace or _most_common([l.namespace for l in logs] + [e.namespace for e in events])
     payload = _read_json(folder / ALERT) if (folder / ALERT).is_file() else None
     alerts = _parse_alerts(folder / ALERT, payload) if payload is not None else []
     observations = Observations(
         namespace=namespace, start=start, end=end, series=tuple(series),
         signals=derive_signals(series, start, end, step), logs=tuple(logs), events=tuple(events),
-        topology=_read_topology(folder / TOPOLOGY))
+        topology=_read_topology(folder / TOPOLOGY), not_collected=gaps)
     return Case(observations=observations, alerts=alerts, alert_payload=payload,
                 truth=_read_truth(folder / TRUTH), path=folder)
 
@@ -195,8 +204,10 @@ def write_case(path: str | Path, observations: Observations, alert_payload: dict
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         _write_json(tmp / METRICS, [s.to_prometheus() for s in observations.series])
-        _write_lines(tmp / LOGS, (_log_dict(l) for l in observations.logs))
-        _write_lines(tmp / EVENTS, (_event_dict(e, i) for i, e in enumerate(observations.events)))
+        if observations.collected(LOGS_SOURCE):  # no file: not recorded (an empty one: nothing happened)
+            _write_lines(tmp / LOGS, (_log_dict(l) for l in observations.logs))
+        if observations.collected(EVENTS_SOURCE):
+            _write_lines(tmp / EVENTS, (_event_dict(e, i) for i, e in enumerate(observations.events)))
         if observations.topology.known:
             _write_json(tmp / TOPOLOGY, {"calls": [list(c) for c in observations.topology.calls]})
         if alert_payload is not None:

@@ -12,7 +12,7 @@ from aiops.collect.signals import derive_signals
 from aiops.collect.workloads import attach_workload
 from aiops.domain import signals as sig
 from aiops.domain.errors import InputError
-from aiops.domain.observations import Observations, Series
+from aiops.domain.observations import EVENTS, LOGS, Observations, Series, SourceGap
 
 # The one table of what is asked of Prometheus: (metric name, PromQL template). ``{ns}`` is the namespace,
 # already escaped for a PromQL string literal.
@@ -107,7 +107,10 @@ class PrometheusCollector:
         return out
 
     def collect(self, namespace: str, start: float, end: float) -> Observations:
-        """Raw series and derived signals of ``namespace`` (no logs or events: see ``ObservationCollector``)."""
+        """Raw series and derived signals of ``namespace``; logs and events are marked not collected (they come
+        from the Kubernetes API: see ``ObservationCollector``)."""
         series = self.raw_series(namespace, start, end)
+        unread = "not read: Prometheus holds metrics only"
         return Observations(namespace=namespace, start=start, end=end, series=tuple(series),
-                            signals=derive_signals(series, start, end, self.step))
+                            signals=derive_signals(series, start, end, self.step),
+                            not_collected=(SourceGap(LOGS, unread), SourceGap(EVENTS, unread)))

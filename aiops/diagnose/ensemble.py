@@ -24,18 +24,24 @@ The combination is deliberately simple:
    leads and its own playbook is the one chosen. Otherwise the choice is ``escalate`` (target, fault and
    confidence kept) and the evidence says why. Any analyzer not in ``EVIDENCE_ANALYZERS`` (the GLM, a plugged-in
    one) counts as a model.
+7. Doubt: hypotheses an analyzer could not check for want of uncollected evidence (``Hypothesis.missing``) are
+   never chosen. One that, confirmed, would change the decision (steps 2-3 run again with it) lowers the chosen
+   confidence (before step 5), keeps it from acting and is reported (``not_ruled_out``; see
+   ``aiops.diagnose.not_ruled_out``). With every source collected there are none.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Sequence
 
 from aiops.diagnose.calibration import Calibration
 from aiops.diagnose.faults import ESCALATE
+from aiops.diagnose.not_ruled_out import doubt, rivals, shared_confidence
 from aiops.domain.diagnosis import Diagnosis, Evidence, Fault, Hypothesis
 from aiops.domain.incident import Incident
-from aiops.domain.observations import Observations
+from aiops.domain.observations import Observations, SourceGap
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Analyzer
 
@@ -67,6 +73,7 @@ class Diagnoser:
         """The diagnosis of ``incident``: every surviving hypothesis, the ranking, and the chosen one."""
         summaries: dict[str, Any] = {"stats": None, "rules": None, "glm": None}
         kept: list[Hypothesis] = []
+        unchecked: list[Hypothesis] = []
         for analyzer in self.analyzers:
             try:
                 found = list(analyzer.analyze(incident, observations, playbooks))
@@ -74,15 +81,20 @@ class Diagnoser:
                 summaries[analyzer.name] = {"error": f"{type(exc).__name__}: {exc}"}
                 continue
             good, dropped = self._guard(found, incident, observations, playbooks)
+            unchecked += [h for h in good if h.missing]
+            good = [h for h in good if not h.missing]
             kept += good
             # An analyzer that validates its own output (the GLM) reports what it refused as ``last.dropped``.
             refused = list(getattr(getattr(analyzer, "last", None), "dropped", None) or ())
             summaries[analyzer.name] = {"hypotheses": [_brief(h) for h in good], "dropped": refused + dropped}
         ranking = self._ranking(kept, incident, observations)
         acting = frozenset(p.name for p in playbooks if p.acts)
-        chosen = self._choose(kept, ranking, incident, topology_known=observations.topology.known, acting=acting)
+        gaps = observations.not_collected
+        chosen, open_ = self._choose(kept, ranking, incident, topology_known=observations.topology.known,
+                                     acting=acting, unchecked=unchecked, gaps=gaps)
         return Diagnosis(incident=incident, hypotheses=tuple(sorted(kept, key=lambda h: -h.confidence)),
-                         chosen=chosen, ranking=tuple(ranking), analyzers=summaries)
+                         chosen=chosen, ranking=tuple(ranking), analyzers=summaries, not_collected=gaps,
+                         not_ruled_out=tuple(open_))
 
     # -- 1. guard --------------------------------------------------------------------------------------------
     @staticmethod
@@ -148,9 +160,11 @@ class Diagnoser:
         backed = [h for source, h in per.items() if source in EVIDENCE_ANALYZERS] or list(per.values())
         return max(backed, key=lambda h: self.weights.get(h.source, DEFAULT_WEIGHT) * h.confidence)
 
-    def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident,
-                acting: frozenset[str], topology_known: bool = True) -> Hypothesis:
-        groups = self._groups(kept)
+    def _pick(self, kept: Sequence[Hypothesis], ranking: list[tuple[str, float]],
+              topology_known: bool) -> tuple[tuple[str, Fault] | None, dict, str, str]:
+        """Steps 2 and 3: the chosen (workload, fault) (None without candidates), the groups, how it was decided,
+        and a rival workload it cannot be told from (no call graph), if any."""
+        groups = self._groups(list(kept))
         ambiguous = ""
         scored = {key: self._combined(per) for key, per in groups.items()}
         with_rules = [key for key, per in groups.items() if RULES in per]
@@ -168,14 +182,45 @@ class Diagnoser:
                 if not topology_known:
                     ambiguous = _tied_rival(best, with_rules, groups, rank)
         if not candidates:
-            return self._escalate(incident, 0.0, "no analyzer produced an allowed hypothesis")
+            return None, groups, decided_by, ambiguous
         key = max(sorted(candidates, key=lambda k: (k[0], k[1].value)), key=lambda k: scored[k])
+        return key, groups, decided_by, ambiguous
+
+    def _deciding(self, unchecked: Sequence[Hypothesis], kept: Sequence[Hypothesis],
+                  ranking: list[tuple[str, float]], topology_known: bool,
+                  decision: tuple[tuple[str, Fault], str] | None) -> list[Hypothesis]:
+        """Step 7: the unchecked hypotheses that, had their evidence been read and confirmed them (each
+        (workload, fault) at a time), would change ``decision`` ((workload, fault), playbook)."""
+        by_group: dict[tuple[str, Fault], list[Hypothesis]] = defaultdict(list)
+        for h in unchecked:
+            by_group[(h.target.name, h.fault)].append(h)
+        out: list[Hypothesis] = []
+        for members in by_group.values():
+            key, groups, _, _ = self._pick([*kept, *(replace(h, missing=()) for h in members)], ranking,
+                                           topology_known)
+            if key is not None and (key, self._lead(groups[key]).playbook) != decision:
+                out += members
+        return out
+
+    def _choose(self, kept: list[Hypothesis], ranking: list[tuple[str, float]], incident: Incident,
+                acting: frozenset[str], topology_known: bool = True, unchecked: Sequence[Hypothesis] = (),
+                gaps: tuple[SourceGap, ...] = ()) -> tuple[Hypothesis, list[Hypothesis]]:
+        """The chosen hypothesis, and the unchecked ones that could not be ruled out against it."""
+        key, groups, decided_by, ambiguous = self._pick(kept, ranking, topology_known)
+        if key is None:
+            open_ = rivals(self._deciding(unchecked, kept, ranking, topology_known, None),
+                           incident.target.name, Fault.UNKNOWN, ESCALATE)
+            return self._escalate(incident, 0.0, "no analyzer produced an allowed hypothesis",
+                                  (doubt(open_, gaps),) if open_ else ()), open_
         per = groups[key]
-        confidence = round(self.calibration.apply(scored[key]), 4)
         lead = self._lead(per)
+        open_ = rivals(self._deciding(unchecked, kept, ranking, topology_known, (key, lead.playbook)),
+                       key[0], key[1], lead.playbook)
+        doubts = (doubt(open_, gaps),) if open_ else ()
+        confidence = round(shared_confidence(self.calibration.apply(self._combined(per)), open_), 4)
         if confidence < self.min_confidence:
             return self._escalate(incident, confidence, f"best hypothesis {key[0]}/{key[1].value} has confidence "
-                                  f"{confidence:.2f}, below {self.min_confidence:.2f}", lead.evidence)
+                                  f"{confidence:.2f}, below {self.min_confidence:.2f}", doubts + lead.evidence), open_
         evidence: list[Evidence] = [Evidence(kind="rule", summary=(
             f"{key[1].value} on {key[0]}: {', '.join(sorted(per))} agree (combined {confidence:.2f}); "
             f"decided by {decided_by}"))]
@@ -193,6 +238,12 @@ class Diagnoser:
                 f"escalating to a person: only {lead.source} proposes {lead.playbook} on {key[0]} "
                 f"({key[1].value}); neither the statistical ranking nor a rule agrees, and a language model alone "
                 f"never triggers an action")))
+        if open_ and playbook in acting:
+            playbook = ESCALATE
+            evidence.append(Evidence(kind="rule", summary=(
+                f"escalating to a person: {lead.playbook} would answer {key[1].value} on {key[0]}, but the evidence "
+                "that tells it from the alternatives it could not rule out was not collected")))
+        evidence += doubts
         seen = set()
         for source in sorted(per, key=lambda s: s != RULES):
             for ev in per[source].evidence:
@@ -204,7 +255,7 @@ class Diagnoser:
         evidence += _detector_evidence(incident, lead.target.name, seen)
         return Hypothesis(target=lead.target, fault=key[1], playbook=playbook, confidence=confidence,
                           source="+".join(sorted(per)), evidence=tuple(evidence),
-                          params=dict(lead.params) if playbook == lead.playbook else {})
+                          params=dict(lead.params) if playbook == lead.playbook else {}), open_
 
     @staticmethod
     def _escalate(incident: Incident, confidence: float, why: str,

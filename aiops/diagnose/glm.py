@@ -26,7 +26,7 @@ from aiops.diagnose.rollouts import latest_rollout
 from aiops.diagnose.rules import log_template
 from aiops.domain.diagnosis import Evidence, Fault, Hypothesis
 from aiops.domain.incident import Incident
-from aiops.domain.observations import Observations
+from aiops.domain.observations import Observations, describe_gaps
 from aiops.domain.playbook import Playbook
 from aiops.domain.target import Target
 
@@ -139,6 +139,8 @@ class EvidencePrompt:
         out = [f"Incident {self.incident.id} on {self.incident.target}, opened {opened}; "
                f"the window ends {end - self.split:.0f}s after the change point.",
                f"Candidate workloads in namespace {self.namespace}: {', '.join(self.workloads)}"]
+        if self.obs.not_collected:  # an empty section below must not read as "nothing happened"
+            out.append(f"Not collected, so unknown (not absent): {describe_gaps(self.obs.not_collected)}")
         budget = self.max_chars - sum(len(l) + 1 for l in out)
         for title, lines in sections:
             if not lines or budget <= len(title):

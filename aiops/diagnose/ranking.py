@@ -14,6 +14,8 @@ request rate rose with or after its caller's is carrying the caller's load, so i
 score is halved. Without one, the score alone
 decides. A move that is over by the end of the window (a cron job's CPU spike minutes ago) does not count: the
 ranking is about what is wrong now. The leading signals of each moved workload give a fault guess (``_guess_fault``).
+The guess depends on whether the workload just rolled out, which only the events tell: when they were not
+collected and a rollout would change the guess, that guess comes too, marked ``missing`` (not ruled out).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from aiops.diagnose.rollouts import latest_rollout
 from aiops.domain import signals as sig
 from aiops.domain.diagnosis import Evidence, Fault, Hypothesis
 from aiops.domain.incident import Incident
-from aiops.domain.observations import Observations
+from aiops.domain.observations import EVENTS, Observations
 from aiops.domain.playbook import Playbook
 from aiops.domain.target import Target
 
@@ -229,7 +231,9 @@ class StatisticalRanker:
             rollout = latest_rollout(observations.events, ws.workload,
                                      since=max(observations.start, split - ROLLOUT_LOOKBACK))
             fault = self._guess_fault(ws, callers_moved, rollout is not None)
+            playbook = playbook_for(fault, playbooks, rollout is not None)
             kind = incident.target.kind if ws.workload == incident.target.name else "Deployment"
+            target = Target(kind, observations.namespace or incident.target.namespace, ws.workload)
             evidence = [ranking_ev] + [self._move_evidence(ws, m) for m in ws.moves[:3]]
             if ws.victim_of:
                 evidence.append(Evidence(kind="ranking", workload=ws.workload, summary=(
@@ -239,12 +243,26 @@ class StatisticalRanker:
                 evidence.append(Evidence(kind="rollout", workload=ws.workload, ts=rollout.ts, summary=(
                     f"{ws.workload} rolled onto ReplicaSet {rollout.new_replica_set}"),
                     data={"new_replica_set": rollout.new_replica_set, "old_replica_set": rollout.old_replica_set}))
-            out.append(Hypothesis(
-                target=Target(kind, observations.namespace or incident.target.namespace, ws.workload),
-                fault=fault, playbook=playbook_for(fault, playbooks, rollout is not None),
-                confidence=round(ws.score * FAULT_CLARITY.get(fault, 0.5), 4), source=self.name,
-                evidence=tuple(evidence)))
+            out.append(Hypothesis(target=target, fault=fault, playbook=playbook,
+                                  confidence=round(ws.score * FAULT_CLARITY.get(fault, 0.5), 4), source=self.name,
+                                  evidence=tuple(evidence)))
+            if not observations.collected(EVENTS):
+                out += self._had_it_rolled_out(ws, callers_moved, target, (fault, playbook), playbooks)
         return out
+
+    def _had_it_rolled_out(self, ws: WorkloadScore, callers_moved: bool, target: Target,
+                           guessed: tuple[Fault, str], playbooks: Sequence[Playbook]) -> list[Hypothesis]:
+        """The guess had ``ws`` just rolled out, when it differs: unchecked, since the events were not read."""
+        fault = self._guess_fault(ws, callers_moved, True)
+        playbook = playbook_for(fault, playbooks, True)
+        if (fault, playbook) == guessed:
+            return []
+        note = Evidence(kind="ranking", workload=ws.workload, summary=(
+            f"{fault.value} if {ws.workload} rolled out just before: {EVENTS} not collected"))
+        return [Hypothesis(target=target, fault=fault, playbook=playbook,
+                           confidence=round(ws.score * FAULT_CLARITY.get(fault, 0.5), 4), source=self.name,
+                           evidence=(note,) + tuple(self._move_evidence(ws, m) for m in ws.moves[:3]),
+                           missing=(EVENTS,))]
 
     @staticmethod
     def _move_evidence(ws: WorkloadScore, move: SignalMove) -> Evidence:

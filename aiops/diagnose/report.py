@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from aiops.diagnose.not_ruled_out import brief
 from aiops.domain.diagnosis import Diagnosis
+from aiops.domain.observations import describe_gaps
 from aiops.domain.playbook import Playbook
 
 ANALYZER_KEYS = ("stats", "rules", "glm")
@@ -24,6 +26,9 @@ def diagnosis_to_dict(diagnosis: Diagnosis, playbooks: Sequence[Playbook] = ()) 
         "confidence": round(float(chosen.confidence), 3),
         "evidence": [e.as_dict() for e in chosen.evidence[:MAX_EVIDENCE]],
         "analyzers": {key: diagnosis.analyzers.get(key) for key in ANALYZER_KEYS},
+        # Evidence nobody looked at, and the alternatives that needed it: unknown, not absent.
+        "not_collected": [gap.as_dict() for gap in diagnosis.not_collected],
+        "not_ruled_out": [brief(h) for h in diagnosis.not_ruled_out],
     }
 
 
@@ -47,4 +52,10 @@ def render_text(diagnosis: Diagnosis) -> str:
     if others:
         lines.append("Also considered: " + "; ".join(
             f"{h.target.name}/{h.fault.value} {h.confidence:.2f} ({h.source})" for h in others))
+    if diagnosis.not_ruled_out:
+        lines.append("Not ruled out: " + "; ".join(
+            f"{h.target.name}/{h.fault.value} {h.confidence:.2f} ({h.source}, needs {' and '.join(h.missing)})"
+            for h in diagnosis.not_ruled_out[:5]))
+    if diagnosis.not_collected:
+        lines.append(f"Not collected: {describe_gaps(diagnosis.not_collected)}")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiops.domain.incident import Incident
+from aiops.domain.observations import SourceGap
 from aiops.domain.target import Target
 
 
@@ -54,7 +55,12 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class Hypothesis:
-    """One analyzer's claim: ``target`` suffers ``fault``, fixed by ``playbook``, with ``confidence`` in [0, 1]."""
+    """One analyzer's claim: ``target`` suffers ``fault``, fixed by ``playbook``, with ``confidence`` in [0, 1].
+
+    A hypothesis with ``missing`` is one the analyzer could not check: it holds unless the evidence of those
+    uncollected sources (``aiops.domain.observations.SOURCES``) says otherwise. It is never chosen; the ensemble
+    reports it as not ruled out, and it keeps the chosen hypothesis from acting.
+    """
 
     target: Target
     fault: Fault
@@ -63,17 +69,24 @@ class Hypothesis:
     source: str
     evidence: tuple[Evidence, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
-    """The decision for an incident: every hypothesis, the workload ranking, and the chosen hypothesis."""
+    """The decision for an incident: every hypothesis, the workload ranking, and the chosen hypothesis.
+
+    ``not_collected`` is the evidence nobody looked at; ``not_ruled_out`` the alternatives to ``chosen`` that
+    needed it (hypotheses with ``missing``), most confident first.
+    """
 
     incident: Incident
     hypotheses: tuple[Hypothesis, ...]
     chosen: Hypothesis
     ranking: tuple[tuple[str, float], ...] = ()
     analyzers: dict[str, Any] = field(default_factory=dict)
+    not_collected: tuple[SourceGap, ...] = ()
+    not_ruled_out: tuple[Hypothesis, ...] = ()
 
     @property
     def confidence(self) -> float:

@@ -1,4 +1,5 @@
-"""What the collectors produce: metric series, log lines, Kubernetes events and the call graph."""
+"""What the collectors produce: metric series, log lines, Kubernetes events and the call graph, and which sources
+of evidence were not collected (unknown, not empty)."""
 
 from __future__ import annotations
 
@@ -94,11 +95,40 @@ class Topology:
         return bool(self.calls)
 
 
+# The sources of evidence a collector reads. Rollouts are read from the events (the deployment controller's
+# ``ScalingReplicaSet``), so a rollout is unknown exactly when the events are.
+METRICS, LOGS, EVENTS = "metrics", "logs", "events"
+SOURCES = (METRICS, LOGS, EVENTS)
+SOURCE_TITLES = {METRICS: "Prometheus metrics", LOGS: "pod logs", EVENTS: "Kubernetes events and rollouts"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceGap:
+    """A source of evidence that was not collected (``source`` is one of ``SOURCES``) and why: not configured, or
+    the read failed. What it would have shown is unknown: no analyzer may read its absence as "none happened"."""
+
+    source: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "reason": self.reason}
+
+
+def describe_gaps(gaps: tuple[SourceGap, ...]) -> str:
+    """``Kubernetes events and rollouts, pod logs (no --config with Kubernetes access)``: titles grouped by reason."""
+    by_reason: dict[str, list[str]] = {}
+    for gap in gaps:
+        by_reason.setdefault(gap.reason, []).append(SOURCE_TITLES.get(gap.source, gap.source))
+    return "; ".join(f"{', '.join(titles)} ({reason})" for reason, titles in by_reason.items())
+
+
 @dataclass(frozen=True, slots=True)
 class Observations:
     """Everything collected about one namespace over one window: the input of detection and diagnosis.
 
     ``series`` are the raw Prometheus series (what a case folder stores); ``signals`` the derived workload signals.
+    ``not_collected`` names the sources that were not read (their fields are empty because nobody looked); every
+    other source was read, so an empty ``events`` there means no event happened.
     """
 
     namespace: str
@@ -110,6 +140,16 @@ class Observations:
     logs: tuple[LogLine, ...] = ()
     events: tuple[KubeEvent, ...] = ()
     topology: Topology = field(default_factory=Topology)
+    not_collected: tuple[SourceGap, ...] = ()
+
+    def collected(self, source: str) -> bool:
+        """True when ``source`` was read (even if it had nothing to say)."""
+        return all(gap.source != source for gap in self.not_collected)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources that were read."""
+        return tuple(source for source in SOURCES if self.collected(source))
 
     @property
     def workloads(self) -> list[str]:

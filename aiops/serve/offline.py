@@ -35,8 +35,8 @@ class DiagnosisReport:
 
     @property
     def found_problem(self) -> bool:
-        """True when the diagnosis names a fault (exit code 1 of ``aiops diagnose``)."""
-        return self.diagnosis.chosen.fault is not Fault.UNKNOWN
+        """True when the diagnosis names a fault, or one it could not rule out (exit code 1 of ``aiops diagnose``)."""
+        return self.diagnosis.chosen.fault is not Fault.UNKNOWN or bool(self.diagnosis.not_ruled_out)
 
     def as_dict(self) -> dict[str, Any]:
         out = diagnosis_to_dict(self.diagnosis, self.playbooks)
@@ -66,10 +66,14 @@ class DiagnosisReport:
 
 
 def _explain_line(match: Mapping[str, Any]) -> str:
-    mark = "MATCHED" if match.get("matched") else "no     "
-    why = "; ".join(f"{'+' if c.get('matched') else '-'} {c.get('detail', c.get('criterion', ''))}"
-                    for c in match.get("criteria", []))
+    # MATCHED / no / unknown (not evaluated for want of evidence); per criterion + held, - failed, ? not evaluated.
+    mark = "MATCHED" if match.get("matched") else ("unknown" if match.get("missing") else "no     ")
+    why = "; ".join(f"{_sign(c)} {c.get('detail', c.get('criterion', ''))}" for c in match.get("criteria", []))
     return f"  {mark} {match.get('rule')} on {match.get('workload')}: {why}"
+
+
+def _sign(criterion: Mapping[str, Any]) -> str:
+    return "+" if criterion.get("matched") else ("?" if criterion.get("missing") else "-")
 
 
 class OfflineDiagnostician:
