@@ -258,6 +258,10 @@ def models(args: argparse.Namespace) -> int:
     from aiops.serve.registry_view import render_list, render_versions
 
     directory = args.models_dir or _settings(args.config).models_dir
+    if not directory.is_dir():  # a typo'd path is bad input, not an empty registry
+        flag = "--models-dir" if args.models_dir else f"models_dir of {args.config}" if args.config else "models_dir"
+        raise InputError(flag, f"{directory} is a file, not a model registry folder" if directory.exists()
+                         else f"no model registry folder at {directory} (it does not exist)")
     store = ModelStore(directory)
     if args.verb == "list":
         rows = [(r, len(store.versions(r.name))) for r in store.list()]
