@@ -1,6 +1,6 @@
 """The ``aiops`` command line.
 
-Exit codes (DESIGN.md): 0 ok, 1 the job ran and found a problem it reports (a diagnosed fault, lint errors, a demo
+Exit codes (README.md): 0 ok, 1 the job ran and found a problem it reports (a diagnosed fault, lint errors, a demo
 that did not recover), 2 bad input (the message names the file, flag or field).
 """
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = sub.add_parser("diagnose", help="diagnose a recorded case folder or a live namespace")
     source = diagnose.add_mutually_exclusive_group(required=True)
-    source.add_argument("--case", type=Path, help="a case folder (DESIGN.md section 4)")
+    source.add_argument("--case", type=Path, help="a case folder (docs/case-folder.md)")
     source.add_argument("--prometheus", help="Prometheus URL, to diagnose live")
     diagnose.add_argument("--namespace", help="namespace to diagnose (with --prometheus)")
     diagnose.add_argument("--since", type=_duration, default=1800.0, help="how far back to look (default 30m)")
