@@ -33,10 +33,18 @@ def emit(data: object, fmt: str, text: str) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    from aiops.demo import render_text, run_demo
+    from aiops.demo import LivePrinter, run_demo, verdict
 
-    outcome = run_demo(args.scenario, seed=args.seed)
-    emit(outcome.as_dict(), args.format, render_text(outcome))
+    if args.format == "json":  # one document, at the end
+        outcome = run_demo(args.scenario, seed=args.seed)
+        emit(outcome.as_dict(), args.format, "")
+    else:  # the timeline as it happens
+        printer = LivePrinter()
+        outcome = run_demo(args.scenario, seed=args.seed, echo=printer)
+        printer("")
+        printer(verdict(outcome))
+        printer.check()
+    # 1 unless the service recovered: an escalation leaves the fault to a person.
     return EXIT_OK if outcome.recovered else EXIT_PROBLEM
 
 
