@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = verbs.add_parser("rollback", help="go back to the version current before (or --to VERSION)")
     rollback.add_argument("name")
     rollback.add_argument("--to", type=int, help="this version instead of the previous one")
+
+    completion = sub.add_parser("completion", help="print the shell completion script (source it, or install it "
+                                                   "where your shell loads completions)")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(parser=parser)  # the script is generated from this very parser
     return parser
 
 
