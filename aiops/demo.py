@@ -25,7 +25,7 @@ from aiops.domain.plans import ActionPlan, Blocked, Execution, ExecutionState, M
 from aiops.domain.playbook import Playbook
 from aiops.remediate.journal import UNDONE_FLAG, MemoryJournal
 from aiops.serve.agent import build_parts
-from aiops.serve.pipeline import PipelineResult
+from aiops.serve.pipeline import PipelineResult, ends_incident
 from aiops.settings import KubernetesSettings, LoopSettings, PolicySettings, Settings
 from aiops.sim.runtime import SimRuntime
 
@@ -125,7 +125,7 @@ def run_demo(scenario: str = "memory_leak", seed: int = 0, echo: Echo | None = N
                 narrator.saw(sim.clock.now(), anomalies, incident)
                 result = pipeline.handle(incident, observations)
                 escalated = escalated or _escalated(result)
-                if result.execution is not None and result.execution.recovered:
+                if ends_incident(result.execution, pipeline.playbooks):
                     _resolve(tracker, result, timeline, sim.clock.now())
                 if not _notified_only(result, pipeline.playbooks):
                     break

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from aiops.clients.kube import KubeClient
+from aiops.domain.incident import IncidentStatus
 from aiops.domain.plans import Blocked, ExecutionState, Mode
 from aiops.remediate.journal import MemoryJournal
 from aiops.serve.agent import Agent, build_parts
@@ -190,9 +191,16 @@ def test_redelivered_alert_acts_once_and_rehandling_reuses_the_plan(sim, kube, t
         assert cart["metadata"]["annotations"][PLAN_ANNOTATION] == result.plan.id
         assert cart["metadata"]["generation"] == generation_before + 1
 
-        # Handling the same incident again: same plan id, and the cooldown refuses before touching the cluster.
+        # The plan recovered the service: its incident is resolved, and what the detector's window still holds of
+        # the fixed leak is no new incident.
         incident = agent.tracker.get(result.incident.id)
-        assert incident is not None
+        assert incident is not None and incident.status is IncidentStatus.RESOLVED
+        assert agent.tracker.open_incidents() == []
+        agent.run_cycle()
+        assert agent.worker.drain(DRAIN_SECONDS)
+        assert agent.tracker.open_incidents() == [] and len(agent.results) == 1
+
+        # Handling the same incident again: same plan id, and the cooldown refuses before touching the cluster.
         again = agent.parts.pipeline.handle(incident)
         assert isinstance(again.decision, Blocked)
         assert again.decision.reason == "cooldown"

@@ -17,7 +17,7 @@ from aiops.diagnose.ensemble import Diagnoser
 from aiops.domain.diagnosis import Diagnosis
 from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.observations import Observations
-from aiops.domain.plans import ActionPlan, Blocked, Execution
+from aiops.domain.plans import ActionPlan, Blocked, Execution, ExecutionState
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Clock, Collector
 from aiops.remediate.facts import ClusterFacts
@@ -260,6 +260,15 @@ class IncidentPipeline:
 
 
 ESCALATE = "escalate"
+
+
+def ends_incident(exe: Execution | None, playbooks: Mapping[str, Playbook]) -> bool:
+    """True when a plan's end closes its incident: it recovered the service (``Execution.recovered``: an escalation
+    never does), and it owes no restore watch (a mitigation to be taken back ends the incident once it is)."""
+    if exe is None or not exe.recovered:
+        return False
+    book = playbooks.get(exe.plan.playbook)
+    return exe.state is ExecutionState.RESTORED or book is None or book.restore is None
 
 
 def _left_in_place(exe: Execution | None) -> bool:
