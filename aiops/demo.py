@@ -23,6 +23,7 @@ from aiops.diagnose.report import diagnosis_to_dict
 from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.plans import ActionPlan, Blocked, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
+from aiops.domain.protocols import Clock
 from aiops.remediate.journal import UNDONE_FLAG, MemoryJournal
 from aiops.serve.agent import build_parts
 from aiops.serve.pipeline import PipelineResult, ends_incident
@@ -183,7 +184,7 @@ def _notified_only(result: PipelineResult, playbooks: Mapping[str, Playbook]) ->
 class NarratedJournal(MemoryJournal):
     """The demo's journal: each record is also handed to ``tell`` as it is written (the plan's steps, live)."""
 
-    def __init__(self, clock, tell: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, clock: Clock, tell: Callable[[dict[str, Any]], None]) -> None:
         super().__init__(clock)
         self._tell = tell
 
@@ -209,6 +210,8 @@ class Narrator:
         self._seen = (now, anomalies, incident)
 
     def decided(self, result: PipelineResult) -> None:
+        """Before anything is done: the findings and the incident (when the decision is new), the diagnosis and
+        the plan."""
         plan = _plan(result.decision)
         if result.first is not None:  # a follow-up of a pass already shown
             first = result.first.diagnosis.chosen.playbook
@@ -240,6 +243,7 @@ class Narrator:
                                        f"{decision.mode.value})", params=decision.params)
 
     def ended(self, result: PipelineResult) -> None:
+        """The pass is over: its result line."""
         if self._quiet and result.first is None:
             return
         exe = result.execution
