@@ -1,6 +1,6 @@
 """The ``aiops`` command line.
 
-Exit codes (DESIGN.md): 0 ok, 1 the job ran and found a problem it reports (a diagnosed fault, lint errors, a demo
+Exit codes (README.md): 0 ok, 1 the job ran and found a problem it reports (a diagnosed fault, lint errors, a demo
 that did not recover), 2 bad input (the message names the file, flag or field).
 """
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = sub.add_parser("diagnose", help="diagnose a recorded case folder or a live namespace")
     source = diagnose.add_mutually_exclusive_group(required=True)
-    source.add_argument("--case", type=Path, help="a case folder (DESIGN.md section 4)")
+    source.add_argument("--case", type=Path, help="a case folder (docs/case-folder.md)")
     source.add_argument("--prometheus", help="Prometheus URL, to diagnose live")
     diagnose.add_argument("--namespace", help="namespace to diagnose (with --prometheus)")
     diagnose.add_argument("--since", type=_duration, default=1800.0, help="how far back to look (default 30m)")
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = verbs.add_parser("rollback", help="go back to the version current before (or --to VERSION)")
     rollback.add_argument("name")
     rollback.add_argument("--to", type=int, help="this version instead of the previous one")
+
+    completion = sub.add_parser("completion", help="print the shell completion script (source it, or install it "
+                                                   "where your shell loads completions)")
+    completion.add_argument("shell", choices=("bash", "zsh"))
+    completion.set_defaults(parser=parser)  # the script is generated from this very parser
     return parser
 
 

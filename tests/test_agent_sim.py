@@ -16,12 +16,16 @@ import pytest
 import requests
 
 from aiops.clients.kube import KubeClient
-from aiops.domain.plans import Blocked, ExecutionState, Mode
+from aiops.domain.incident import Anomaly, IncidentStatus
+from aiops.domain.plans import ActionPlan, Blocked, Execution, ExecutionState, Mode, plan_id
+from aiops.domain.target import Target
 from aiops.remediate.journal import MemoryJournal
 from aiops.serve.agent import Agent, build_parts
+from aiops.serve.pipeline import ends_incident
 from aiops.serve.scheduler import LoopScheduler
 from aiops.settings import KubernetesSettings, LoopSettings, PrometheusSettings, Settings, WebhookSettings
 from aiops.sim.runtime import SimRuntime
+from tests.support.polling import wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "alertmanager" / "alertmanager_HighErrorRate_firing.json"
 TOKEN = "e2e-token"
@@ -190,9 +194,16 @@ def test_redelivered_alert_acts_once_and_rehandling_reuses_the_plan(sim, kube, t
         assert cart["metadata"]["annotations"][PLAN_ANNOTATION] == result.plan.id
         assert cart["metadata"]["generation"] == generation_before + 1
 
-        # Handling the same incident again: same plan id, and the cooldown refuses before touching the cluster.
+        # The plan recovered the service: its incident is resolved, and what the detector's window still holds of
+        # the fixed leak is no new incident.
         incident = agent.tracker.get(result.incident.id)
-        assert incident is not None
+        assert incident is not None and incident.status is IncidentStatus.RESOLVED
+        assert agent.tracker.open_incidents() == []
+        agent.run_cycle()
+        assert agent.worker.drain(DRAIN_SECONDS)
+        assert agent.tracker.open_incidents() == [] and len(agent.results) == 1
+
+        # Handling the same incident again: same plan id, and the cooldown refuses before touching the cluster.
         again = agent.parts.pipeline.handle(incident)
         assert isinstance(again.decision, Blocked)
         assert again.decision.reason == "cooldown"
@@ -200,6 +211,36 @@ def test_redelivered_alert_acts_once_and_rehandling_reuses_the_plan(sim, kube, t
         assert again.execution is None
         assert kube.get_deployment("shop", "cart")["metadata"]["resourceVersion"] == \
             cart["metadata"]["resourceVersion"]
+    finally:
+        agent.stop()
+
+
+def _execution(incident_id: str, playbook: str, action: str, state: ExecutionState) -> Execution:
+    target = Target.deployment("shop", "cart")
+    return Execution(ActionPlan(plan_id(incident_id, playbook, target), incident_id, playbook, action, target, {},
+                                Mode.ACT), state)
+
+
+def test_a_mitigation_ends_its_incident_once_its_restore_watch_took_it_back(sim, tmp_path):
+    agent = start_agent(sim, sim_settings(sim, tmp_path, Mode.ACT))
+    try:
+        [update] = agent.tracker.add_anomalies([Anomaly(Target.deployment("shop", "cart"), "memory", 3.0, 1.0,
+                                                        sim.clock.now() - 60)])
+        incident = update.incident
+        playbooks = agent.parts.pipeline.playbooks
+        # Recovered, but the mitigation is still in place (its watch running, or given up): the incident stays open.
+        assert not ends_incident(_execution(incident.id, "isolate-pod", "isolate", ExecutionState.SUCCEEDED),
+                                 playbooks)
+        # An escalation recovers nothing; a restart that worked ends it.
+        assert not ends_incident(_execution(incident.id, "escalate", "escalate", ExecutionState.SUCCEEDED), playbooks)
+        assert ends_incident(_execution(incident.id, "restart-workload", "restart", ExecutionState.SUCCEEDED),
+                             playbooks)
+        # The agent's restore watch runs on its own thread; when it restores, the incident is resolved.
+        restored = _execution(incident.id, "isolate-pod", "isolate", ExecutionState.RESTORED)
+        agent.parts.pipeline.runner.restore_watch(lambda: restored)
+        wait_until(lambda: agent.tracker.get(incident.id).status is IncidentStatus.RESOLVED, 10,
+                   "the incident resolved after the restore")
+        assert agent.tracker.open_incidents() == []
     finally:
         agent.stop()
 

@@ -117,12 +117,30 @@ def test_demo_recovers_every_scenario(scenario, capsys):
                                        "fault": expected.fault}
     assert diagnosis["playbook"]["name"] == expected.playbook
     assert outcome["execution"]["state"] == "succeeded"
+    assert outcome["escalated"] is False
+    assert outcome["incident"]["status"] == "resolved"  # the plan fixed it: the incident is over
 
     stages = [entry["stage"] for entry in outcome["timeline"]]
     assert set(DEMO_STAGES) <= set(stages), stages
     first_seen = [stages.index(stage) for stage in DEMO_STAGES]
     assert first_seen == sorted(first_seen), f"stages out of order: {stages}"
-    assert stages[-1] == "result"
+    assert stages[-2:] == ["result", "incident"]
+    target = f"Deployment {expected.namespace}/{expected.workload}"
+    assert outcome["timeline"][-2]["message"] == f"succeeded: {expected.playbook} on {target} worked: the service " \
+                                                  "recovered"
+
+
+def test_a_demo_that_ends_with_an_escalation_says_so_and_exits_1(monkeypatch, capsys):
+    # Stop watching right after the first answer, "escalate" (too early for the memory-growth policy to fit).
+    monkeypatch.setattr("aiops.demo.GIVE_UP_AFTER", 150.0)
+    code, out, err = run(capsys, "demo", "--scenario", "model_memory_growth")
+    assert code == 1, err
+    lines = out.splitlines()
+    results = [line.split("result", 1)[1].strip() for line in lines if line[8:17].strip() == "result"]
+    assert results == ["escalated to a person: nothing was changed in the cluster and the service has not recovered"]
+    assert "recovered" not in out.replace("not recovered", "").replace("NOT RECOVERED", "")
+    assert "the fault is left to the person it was escalated to" in lines[-3]
+    assert lines[-1].startswith("NOT RECOVERED: escalated to a person (")
 
 
 # --- aiops sim as a process ---------------------------------------------------------------------------------------

@@ -192,6 +192,45 @@ def test_resolve_by_hand(tracker):
     assert tracker.resolve(opened.incident.id) is None
 
 
+def test_after_a_remediation_the_fixed_trouble_is_a_duplicate_and_only_new_trouble_opens_an_incident():
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, resolved_ttl_seconds=3600)
+    firing = alert("f1", starts=clock.t - 300, namespace="shop", deployment="cart")
+    opened = tracker.ingest(firing)
+    tracker.add_anomalies([anomaly("cart", "memory", start=clock.t - 240)])
+    clock.t += 120
+    closed = tracker.resolve(opened.incident.id, "plan p-1 succeeded")
+    assert closed.incident.status is IncidentStatus.RESOLVED
+    clock.t += 60
+    # Alertmanager re-sends the alert that was firing, and the detector's window still holds the old run (even on
+    # another signal): the trouble that was fixed, not new work.
+    again = tracker.ingest(firing)
+    assert (again.outcome, again.incident.id, again.incident.status) == ("duplicate", opened.incident.id,
+                                                                       IncidentStatus.RESOLVED)
+    [old] = tracker.add_anomalies([anomaly("cart", "memory", start=clock.t - 420),
+                                   anomaly("cart", "latency_p99", start=clock.t - 400)])
+    assert (old.outcome, old.incident.id) == ("duplicate", opened.incident.id)
+    assert tracker.open_incidents() == []
+    # What starts after the fix is new trouble: a new incident, holding only the new finding.
+    [new] = tracker.add_anomalies([anomaly("cart", "memory", start=clock.t - 420),
+                                   anomaly("cart", "restarts", start=clock.t - 30)])
+    assert new.outcome == "opened" and new.incident.id != opened.incident.id
+    assert [a.signal for a in new.incident.anomalies] == ["restarts"]
+    other = tracker.ingest(alert("f2", starts=clock.t - 500, namespace="shop", deployment="cart"))
+    assert (other.outcome, other.incident.id) == ("updated", new.incident.id)  # an alert it never held is news
+
+
+def test_an_incident_closed_by_its_alerts_or_by_quiet_does_not_swallow_later_deliveries():
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, quiet_seconds=60)
+    tracker.add_anomalies([anomaly("cart", "memory", start=clock.t - 30)])
+    clock.t += 61
+    [quiet] = tracker.expire()
+    assert quiet.outcome == "resolved"
+    [again] = tracker.add_anomalies([anomaly("cart", "memory", start=clock.t - 90)])
+    assert again.outcome == "opened"  # only a remediation makes earlier findings old news
+
+
 def test_concurrent_ingest_opens_exactly_one_incident(tracker):
     outcomes: list[str] = []
     lock = threading.Lock()

@@ -299,6 +299,28 @@ def test_dockerfile_runs_non_root_from_a_slim_base_with_glm_optional():
     assert user[-1].split(":")[0] == str(manifest_uid)
 
 
+def _images(objects: list[dict]) -> set[str]:
+    pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")]
+    return {c["image"] for pod in pods for c in pod.get("initContainers", []) + pod["containers"]}
+
+
+def test_every_manifest_names_the_image_the_readme_says_to_build():
+    import tomllib
+
+    version = tomllib.loads((render.ROOT / "pyproject.toml").read_text())["project"]["version"]
+    image = f"aiops:{version}"
+    job = list(yaml.safe_load_all((render.DEPLOY / "jobs" / "retrain-detector-job.yaml").read_text()))
+    assert _images(render.kustomize(render.KUSTOMIZE / "base")) == {image}
+    assert _images(render.helm_template()) == {image}
+    assert _images([o for o in job if o]) == {image}
+    readme = (render.DEPLOY / "README.md").read_text()
+    assert f"docker build -t REGISTRY/{image} ." in readme
+    assert f"kustomize edit set image aiops=REGISTRY/{image}" in readme
+    # The README says what the image runs: the Dockerfile's command and the Deployment's config path agree.
+    cmd = next(line for line in (render.ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
+    assert '"/etc/aiops/config/config.yaml"' in cmd and "/etc/aiops/config/config.yaml" in readme
+
+
 def seed_command(deployment: dict) -> list[str]:
     (seed,) = deployment["spec"]["template"]["spec"]["initContainers"]
     return seed["command"]

@@ -184,7 +184,16 @@ def test_store_promote_rollback_and_unpromoted_saves(tmp_path):
     assert store.rollback("m", to=3).version == 3
     with pytest.raises(ModelFileError) as info:
         store.promote("m", 9)
-    assert info.value.where.endswith("v0009.json")
+    assert info.value.where == str(tmp_path / "m")
+    assert info.value.reason == "model m has no version 9 (versions: 1, 2, 3)"
+    with pytest.raises(ModelFileError, match="has no version 7"):
+        store.rollback("m", to=7)
+    with pytest.raises(ModelFileError, match="no saved model named 'other'"):
+        store.promote("other", 1)
+    (tmp_path / "m" / "v0002.json").write_text("{")  # a version that is there but unreadable names its file
+    with pytest.raises(ModelFileError) as info:
+        store.promote("m", 2)
+    assert info.value.where.endswith("v0002.json") and "sidecar unreadable" in info.value.reason
 
 
 def test_store_without_pointer_uses_the_highest_version_and_a_bad_pointer_is_named(tmp_path):
@@ -219,10 +228,31 @@ def test_models_cli_list_show_promote_rollback(tmp_path, capsys):
     code, out, _ = run(capsys, "models", "--models-dir", models, "promote", "shop", "2")
     assert code == 0 and "v2 is current (was v1)" in out
     code, _, err = run(capsys, "models", "--models-dir", models, "promote", "shop", "7")
-    assert code == 2 and "v0007.json" in err
+    assert (code, err) == (2, f"aiops: error: {models / 'shop'}: model shop has no version 7 (versions: 1, 2)\n")
+    code, _, err = run(capsys, "models", "--models-dir", models, "show", "shop", "--version", "7")
+    assert code == 2 and "model shop has no version 7 (versions: 1, 2)" in err
+    code, _, err = run(capsys, "models", "--models-dir", models, "rollback", "shop", "--to", "7")
+    assert code == 2 and "model shop has no version 7 (versions: 1, 2)" in err
     code, _, err = run(capsys, "models", "--models-dir", models, "show", "nosuch")
     assert code == 2 and "nosuch" in err
     code, _, err = run(capsys, "models", "--models-dir", models, "rollback", "../x")
     assert code == 2 and "model name" in err
+    (tmp_path / "empty").mkdir()
     code, out, _ = run(capsys, "models", "--models-dir", tmp_path / "empty", "list")
     assert code == 0 and "no models" in out
+
+
+@pytest.mark.parametrize("verb", [["list"], ["show", "shop"], ["promote", "shop", "1"], ["rollback", "shop"]])
+def test_models_cli_refuses_a_registry_folder_that_is_not_there(tmp_path, capsys, verb):
+    missing = tmp_path / "nonexistent"
+    code, out, err = run(capsys, "models", "--models-dir", missing, *verb)
+    assert (code, out) == (2, "")
+    assert err == f"aiops: error: --models-dir: no model registry folder at {missing} (it does not exist)\n"
+    (tmp_path / "file").write_text("")
+    code, _, err = run(capsys, "models", "--models-dir", tmp_path / "file", *verb)
+    assert code == 2 and "is a file, not a model registry folder" in err
+    config = tmp_path / "config.yaml"
+    config.write_text(f"models_dir: {missing}\n")
+    code, _, err = run(capsys, "models", "--config", config, *verb)
+    assert code == 2 and f"models_dir of {config}" in err and str(missing) in err
+    assert not missing.exists()  # nothing created on the way

@@ -10,10 +10,10 @@ import pytest
 from aiops.clients.kube import KubeClient
 from aiops.clients.prometheus import PrometheusClient
 from aiops.collect.prometheus import PrometheusCollector
-from aiops.demo import BASELINE_SECONDS, RECENT_SECONDS, run_demo
+from aiops.demo import BASELINE_SECONDS, RECENT_SECONDS, render_text, run_demo
 from aiops.diagnose.rules import RuleEngine, RuleSet
 from aiops.domain.errors import InputError
-from aiops.domain.incident import Incident
+from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.plans import ExecutionState, Mode
 from aiops.domain.target import Target
 from aiops.remediate.actions.isolate import ISOLATED_LABEL
@@ -44,6 +44,7 @@ def test_model_overload_degrades_to_the_fallback_then_restores_once_the_surge_is
     restored_at = next(ts for ts, state, _ in exe.history if state == "restored")
     assert restored_at - outcome.timeline.origin >= 900  # the scenario's surge lasts 900 s of sim time
     assert any(e["stage"] == "restore" for e in outcome.timeline.entries)
+    assert outcome.result.incident.status is IncidentStatus.RESOLVED and not outcome.escalated
 
 
 def _settings(sim) -> Settings:
@@ -118,12 +119,37 @@ def test_policy_thresholds_are_rule_parameters():
         RuleSet.load(STOCK_RULES, params={"nope": {"x": 1.0}})
 
 
-def test_memory_growth_demo_escalates_first_then_isolates_and_restores():
-    outcome = run_demo("model_memory_growth")
+def test_memory_growth_demo_escalates_first_then_isolates_and_restores_told_as_it_happens(monkeypatch):
+    runtimes: list[SimRuntime] = []
+    enter = SimRuntime.__enter__
+    monkeypatch.setattr(SimRuntime, "__enter__", lambda self: runtimes.append(self) or enter(self))
+    echoed: list[tuple[str, float | None]] = []  # each line with the simulated time at which it was printed
+    outcome = run_demo("model_memory_growth",
+                       echo=lambda line: echoed.append((line, runtimes[0].clock.now() if runtimes else None)))
 
     assert outcome.recovered and outcome.result.execution.state is ExecutionState.RESTORED
+    assert outcome.escalated  # a person was paged first, and that is not what recovered the service
     plans = [e["message"].split(" on ")[0] for e in outcome.timeline.entries if e["stage"] == "plan"]
     # Too early to fit the policy (escalated to a person), then the growth passed 30 %: isolate.
     assert plans == ["escalate", "isolate-pod"]
+    results = [e["message"] for e in outcome.timeline.entries if e["stage"] == "result"]
+    assert results[0] == ("escalated to a person: nothing was changed in the cluster and the service has not "
+                          "recovered")
+    assert results[1].startswith("restored: isolate-pod on Deployment ml/llm worked: the service recovered")
     stages = [e["stage"] for e in outcome.timeline.entries]
-    assert stages.index("undo") > stages.index("verify") and stages[-1] == "result"
+    assert stages.index("undo") > stages.index("verify") and stages[-2:] == ["result", "incident"]
+
+    # The plan ended restored: the incident is over, in the result and in its diagnosis.
+    incident = outcome.result.incident
+    assert incident.status is IncidentStatus.RESOLVED
+    assert outcome.timeline.entries[-1]["message"] == (
+        f"resolved {incident.id}: plan {outcome.result.execution.plan_id} ended restored")
+    document = outcome.as_dict()
+    assert document["incident"]["status"] == document["diagnosis"]["incident"]["status"] == "resolved"
+
+    # Streamed: the text is the same, but each line was printed when its event happened, not at the end.
+    assert [line for line, _ in echoed] == render_text(outcome).splitlines()[:-2]
+    origin = outcome.timeline.origin
+    for (line, printed_at), entry in zip(echoed[2:], outcome.timeline.entries, strict=True):
+        lag = printed_at - origin - entry["t"]
+        assert 0 <= lag <= 60, f"{line!r} printed {lag:.0f} s of simulated time after it happened"

@@ -1,4 +1,4 @@
-"""Case folders (DESIGN.md section 4): a recorded incident as plain files, read into and written from domain types.
+"""Case folders (docs/case-folder.md): a recorded incident as plain files, read into and written from domain types.
 
 Layout: ``metrics.json`` (required; a ``query_range`` ``data.result`` list), ``logs.jsonl``, ``events.jsonl``
 (core/v1 Event objects), ``alert.json`` (an Alertmanager webhook body), ``topology.json`` (``{"calls": [[caller,

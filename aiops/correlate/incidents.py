@@ -8,6 +8,10 @@ Because a duplicate is never handled, the tracker must not remember what was not
 ``add_anomalies`` take an ``admit`` callback (the work queue) and undo their change when it refuses the update;
 ``forget`` drops an incident that was given up; and a firing alert not delivered again for ``alert_idle_seconds``
 (its ``resolved`` was lost) leaves its incident, so a later delivery is new work again.
+
+An incident closed by ``resolve`` (a plan recovered the service) keeps what it was made of: while it is remembered,
+its alerts and any finding that began before it was closed are duplicates of it, since they tell of the trouble
+that was fixed (the detector's window still holds it for a while); only what starts afterwards is new work.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class _Record:
     seen: dict[str, float] = field(default_factory=dict)
     status: IncidentStatus = IncidentStatus.OPEN
     resolved_at: float | None = None
+    # Closed by ``resolve`` (a remediation), not by its alerts or by quiet: see the module docstring.
+    remediated: bool = False
+
+    def before_remediation(self, started: float) -> bool:
+        """True when this incident was closed by a remediation after ``started``: evidence of the fixed trouble."""
+        return self.remediated and self.resolved_at is not None and started < self.resolved_at
 
     def snapshot(self) -> Incident:
         return Incident(id=self.id, target=self.target, opened=self.opened, alerts=tuple(self.alerts.values()),
@@ -139,6 +149,10 @@ class IncidentTracker:
 
     def _firing(self, key: tuple[str, str], alert: Alert, now: float) -> IncidentUpdate:
         record = self._open.get(key)
+        fixed = self._resolved.get(key)
+        if record is None and fixed is not None and alert.fingerprint in fixed.alerts \
+                and fixed.before_remediation(alert.starts_at or 0.0):
+            return IncidentUpdate(fixed.snapshot(), DUPLICATE, {"alert": alert.name, "remediated": True})
         if record is None:
             record = self._open_record(key, alert.starts_at or now, now)
             record.alerts[alert.fingerprint] = alert
@@ -209,6 +223,11 @@ class IncidentTracker:
 
     def _add_workload_anomalies(self, key: tuple[str, str], found: list[Anomaly], now: float) -> IncidentUpdate:
         record = self._open.get(key)
+        fixed = self._resolved.get(key)
+        if record is None and fixed is not None:
+            found = [a for a in found if not fixed.before_remediation(a.start)]
+            if not found:
+                return IncidentUpdate(fixed.snapshot(), DUPLICATE, {"signals": [], "remediated": True})
         opened = record is None
         if record is None:
             record = self._open_record(key, min(a.start for a in found) or now, now)
@@ -239,11 +258,13 @@ class IncidentTracker:
         return None
 
     def resolve(self, incident_id: str, reason: str = "") -> IncidentUpdate | None:
-        """Close an open incident by hand (e.g. after a verified remediation); ``None`` when it is not open."""
+        """Close an open incident because a plan recovered the service; ``None`` when it is not open. Its alerts
+        and the findings that began before now stay duplicates of it while it is remembered."""
         with self._lock:
             for key, record in self._open.items():
                 if record.id == incident_id:
                     self._close(key, record, self._clock.now())
+                    record.remediated = True
                     return IncidentUpdate(record.snapshot(), RESOLVED, {"reason": reason} if reason else {})
         return None
 

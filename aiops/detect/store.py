@@ -192,8 +192,16 @@ class ModelStore:
                       and self.versions(p.name))
 
     def record(self, name: str, version: int) -> ModelRecord:
-        """The sidecar of one version (``ModelFileError`` naming the file when missing or malformed)."""
-        return _read_sidecar(self._folder(name) / f"v{int(version):04d}.json")
+        """The sidecar of one version: ``ModelFileError`` naming the model's versions when there is no such version,
+        or naming the file when it is unreadable or malformed."""
+        side = self._folder(name) / f"v{int(version):04d}.json"
+        if not side.exists():
+            known = self.versions(name)
+            if not known:
+                raise ModelFileError(str(self._folder(name)), f"no saved model named {name!r}")
+            raise ModelFileError(str(self._folder(name)), f"model {name} has no version {int(version)} "
+                                                          f"(versions: {', '.join(map(str, known))})")
+        return _read_sidecar(side)
 
     def records(self, name: str) -> list[ModelRecord]:
         """Every readable version's record of ``name``, oldest first."""
@@ -224,8 +232,8 @@ class ModelStore:
     def promote(self, name: str, version: int) -> ModelRecord:
         """Make ``version`` the current one; the version it replaces is remembered for ``rollback``.
 
-        Promoting the version that is already current changes nothing. An unknown or unreadable version is a
-        ``ModelFileError`` naming its sidecar.
+        Promoting the version that is already current changes nothing. An unknown version is a ``ModelFileError``
+        listing the versions there are; an unreadable one names its sidecar.
         """
         folder = self._folder(name)
         record = self.record(name, version)  # refuses a version that does not exist

@@ -1,4 +1,4 @@
-"""Which playbook answers which fault (DESIGN.md fault table), restricted to the playbooks allowed."""
+"""Which playbook answers which fault (the fault table of docs/case-folder.md), restricted to the playbooks allowed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A diagnosis for machines (the DESIGN.md "Diagnosis JSON") and for people (a short text summary)."""
+"""A diagnosis for machines (the "Diagnosis JSON" of docs/case-folder.md) and for people (a short text summary)."""
 
 from __future__ import annotations
 

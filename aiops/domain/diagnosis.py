@@ -12,7 +12,7 @@ from aiops.domain.target import Target
 
 
 class Fault(str, enum.Enum):
-    """The fault vocabulary (DESIGN.md section 4). Every analyzer speaks only these."""
+    """The fault vocabulary (docs/case-folder.md). Every analyzer speaks only these."""
 
     MEMORY_LEAK = "memory_leak"
     CRASH_LOOP = "crash_loop"

@@ -118,6 +118,13 @@ class Execution:
     def plan_id(self) -> str:
         return self.plan.id
 
+    @property
+    def recovered(self) -> bool:
+        """True when the plan changed something and the service was verified recovered: ``succeeded``, or
+        ``restored`` (recovered, then the temporary mitigation taken back). A notify-only plan (``escalate``)
+        recovers nothing: it ends ``succeeded`` once a person was told, and the fault is still there."""
+        return self.plan.acts and self.state in (ExecutionState.SUCCEEDED, ExecutionState.RESTORED)
+
     def as_dict(self) -> dict[str, Any]:
         return {"plan": self.plan.as_dict(), "state": self.state.value,
                 "history": [{"ts": ts, "state": s, "note": n} for ts, s, n in self.history],

@@ -27,7 +27,7 @@ from aiops.diagnose.rules import RuleEngine
 from aiops.domain.errors import InputError
 from aiops.domain.incident import Incident, IncidentStatus
 from aiops.domain.observations import Topology
-from aiops.domain.plans import Blocked, ExecutionState
+from aiops.domain.plans import Blocked, Execution, ExecutionState
 from aiops.domain.protocols import Clock
 from aiops.remediate.audit import TransitionEvents
 from aiops.remediate.facts import ClusterFacts
@@ -50,7 +50,7 @@ from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.knowledge import load_playbooks_and_rules
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
-from aiops.serve.pipeline import IncidentPipeline, PipelineResult
+from aiops.serve.pipeline import IncidentPipeline, PipelineResult, ends_incident
 from aiops.serve.approvers import load_approvers
 from aiops.serve.peers import peer_directory
 from aiops.serve.plans_api import add_plan_routes
@@ -209,7 +209,7 @@ class Agent:
                                        alert_idle_seconds=settings.webhook.alert_idle_seconds)
         self.worker = IncidentWorker(self.handle, metrics=self.metrics, triage=Triage(parts.pipeline.playbooks))
         # A restore watch lasts minutes: it runs on its own thread, so the queue keeps moving meanwhile.
-        parts.pipeline.runner.restore_watch = _in_background
+        parts.pipeline.runner.restore_watch = lambda watch: _in_background(lambda: self._plan_ended(watch()))
         self.leadership = LeadershipGate(parts.election, self.tracker, self.worker.submit, self.metrics,
                                          on_elected if on_elected is not None else self.resume_unfinished)
         self.receiver = QueueingReceiver(self.tracker, self.worker, self.metrics)
@@ -289,6 +289,7 @@ class Agent:
                      extra={"incident": incident.id})
         else:
             self.deferred.done(incident.id)
+        self._plan_ended(result.execution)
         if self.breaker.reset():
             self.retry_deferred(force=True)
         self.metrics.incidents_deferred.set(len(self.deferred))
@@ -305,6 +306,16 @@ class Agent:
         else:
             return None
         return reason if reason in TRANSIENT_REASONS else None
+
+    def _plan_ended(self, exe: Execution | None) -> None:
+        """A plan that recovered the service closes its incident (one still to take its mitigation back: once it
+        has); what is left of the fixed trouble is then a duplicate (``IncidentTracker.resolve``)."""
+        if not ends_incident(exe, self.parts.pipeline.playbooks):
+            return
+        if self.tracker.resolve(exe.plan.incident_id, f"plan {exe.plan_id} {exe.state.value}") is not None:
+            log.info("incident resolved: plan %s ended %s", exe.plan_id, exe.state.value,
+                     extra={"incident": exe.plan.incident_id, "plan": exe.plan_id})
+            self.metrics.incidents_open.set(self.tracker.open_count)
 
     def _account(self, result: PipelineResult) -> None:
         """Count one pipeline result in the metrics and keep it in ``results`` (the last 100)."""

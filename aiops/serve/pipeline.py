@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from aiops.detect.drift import DriftReport
 from aiops.detect.logs import LogAnomalyDetector
@@ -17,7 +17,7 @@ from aiops.diagnose.ensemble import Diagnoser
 from aiops.domain.diagnosis import Diagnosis
 from aiops.domain.incident import Anomaly, Incident
 from aiops.domain.observations import Observations
-from aiops.domain.plans import ActionPlan, Blocked, Execution, Mode
+from aiops.domain.plans import ActionPlan, Blocked, Execution, ExecutionState, Mode
 from aiops.domain.playbook import Playbook
 from aiops.domain.protocols import Clock, Collector
 from aiops.remediate.facts import ClusterFacts
@@ -105,6 +105,15 @@ def detect_with_model(model: WorkloadDetector, observations: Observations, split
     return anomalies
 
 
+class PassObserver(Protocol):
+    """Told of each pass while it runs (the demo's live timeline): ``decided`` before anything is done, ``ended``
+    once the execution (or the refusal) is over. A follow-up playbook is a pass of its own (``result.first`` set)."""
+
+    def decided(self, result: PipelineResult) -> None: ...
+
+    def ended(self, result: PipelineResult) -> None: ...
+
+
 class IncidentPipeline:
     """Runs incidents through the loop with one set of parts (collector, diagnoser, playbooks, policy, runner)."""
 
@@ -125,6 +134,7 @@ class IncidentPipeline:
         self.detector_factory = detector_factory
         # Optional: the registry's current model of a namespace (``lifecycle.detect_with: registry``), else None.
         self.models: Callable[[str], WorkloadDetector | None] | None = None
+        self.observer: PassObserver | None = None
 
     # --- the steps ---
     def observe(self, namespace: str, now: float | None = None) -> Observations:
@@ -192,6 +202,7 @@ class IncidentPipeline:
         diagnosis = self.diagnose(incident, observations)
         decision = self.decide(diagnosis)
         result = PipelineResult(incident, observations, diagnosis, decision)
+        self._decided(result)
         extra = {"incident": incident.id}
         if isinstance(decision, Blocked):
             log.info("plan blocked: %s (%s)", decision.reason, decision.detail,
@@ -202,6 +213,7 @@ class IncidentPipeline:
                                                                  decision.detail)
             elif decision.plan is not None:
                 self.runner.record_blocked(decision)
+            self._ended(result)
             return result
         extra["plan"] = decision.id
         acting = decision.mode is Mode.ACT
@@ -216,7 +228,16 @@ class IncidentPipeline:
             # What it would have done, never "executing": the runner's dry-run note ("dry-run: would roll back ...").
             prefix = "" if note.startswith(DRY_RUN_NOTE) else f"{DRY_RUN_NOTE}: "
             log.info("%s%s; playbook %s", prefix, note, decision.playbook, extra=extra)
+        self._ended(result)
         return self._maybe_second(result)
+
+    def _decided(self, result: PipelineResult) -> None:
+        if self.observer is not None:
+            self.observer.decided(result)
+
+    def _ended(self, result: PipelineResult) -> None:
+        if self.observer is not None:
+            self.observer.ended(result)
 
     def _maybe_second(self, result: PipelineResult) -> PipelineResult:
         """When the playbook left the fault in place (unchanged, worse, or undone because it made things worse),
@@ -235,15 +256,26 @@ class IncidentPipeline:
                      extra={"incident": result.incident.id})
             again = PipelineResult(result.incident, result.observations, diagnosis, self.decide(diagnosis))
             again.first = result
+            self._decided(again)
             if isinstance(again.decision, ActionPlan):
                 again.execution, again.before = self.execute(again.decision, result.observations, result.incident)
             elif again.decision.plan is not None:
                 self.runner.record_blocked(again.decision)
+            self._ended(again)
             result = again
         return result
 
 
 ESCALATE = "escalate"
+
+
+def ends_incident(exe: Execution | None, playbooks: Mapping[str, Playbook]) -> bool:
+    """True when a plan's end closes its incident: it recovered the service (``Execution.recovered``: an escalation
+    never does), and it owes no restore watch (a mitigation to be taken back ends the incident once it is)."""
+    if exe is None or not exe.recovered:
+        return False
+    book = playbooks.get(exe.plan.playbook)
+    return exe.state is ExecutionState.RESTORED or book is None or book.restore is None
 
 
 def _left_in_place(exe: Execution | None) -> bool:

@@ -9,7 +9,7 @@ Every case has an hour of data: healthy history, a benign rollout or a cron job'
 distractors (anywhere in the hour), and the fault starting 2.5-8.5 minutes before the end. Kinds cycle through
 ``FAULT_KINDS`` so any ``count`` covers them evenly; ``none`` cases have distractors only.
 
-Ground truth follows DESIGN.md's fault table and the stock rules:
+Ground truth follows the fault table (docs/case-folder.md) and the stock rules:
 - ``crash_loop`` right after a rollout of the crashing version -> ``rollback-deploy``; otherwise ``escalate``;
 - ``dependency_latency`` -> the callee is the root cause and the playbook is ``escalate``: the stock rule
   ``slow-dependency`` acts on the callee only by notifying (the cause inside it is not known), never on callers;

@@ -1,4 +1,4 @@
-"""More injected faults for the scenario generator, each tied to the signals DESIGN.md's fault table lists:
+"""More injected faults for the scenario generator, each tied to the signals its fault shows (docs/case-folder.md):
 
 - ``CrashLoop``: containers die a little while after each start (all pods, or only those running ``image``);
 - ``CpuSaturation``: a hot loop burns the CPU limit and requests queue behind it;
