@@ -1,0 +1,233 @@
+"""Server-side printing: the ``meta.k8s.io`` Table kube-apiserver v1.20 answers when a client asks for one.
+
+``kubectl get`` sends ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` and prints the columns the server
+chooses: the same columns, cells and priorities (1 = only with ``-o wide``) as the apiserver's printers for each kind
+the simulator serves. Ages count on the cluster's clock, so a simulated cluster ages in simulated time.
+"""
+
+from __future__ import annotations
+
+from aiops.sim import objects as ob
+
+TABLE_GROUP = "meta.k8s.io"
+INCLUDE_OBJECT = ("None", "Metadata", "Object")
+_NAME_DOC = ("Name must be unique within a namespace. Is required when creating resources, although some resources "
+             "may allow a client to request the generation of an appropriate name automatically. Name is primarily "
+             "intended for creation idempotence and configuration definition. Cannot be updated. More info: "
+             "http://kubernetes.io/docs/user-guide/identifiers#names")
+_AGE_DOC = ("CreationTimestamp is a timestamp representing the server time when this object was created. It is not "
+            "guaranteed to be set in happens-before order across separate operations. Clients may not set this "
+            "value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null "
+            "for lists. More info: "
+            "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata")
+
+
+def table_version(accept: str | None) -> str | None:
+    """``v1`` or ``v1beta1`` when the ``Accept`` header's first choice is a Table, else None (plain objects)."""
+    for media in (accept or "").split(","):
+        params = dict(p.strip().split("=", 1) for p in media.split(";")[1:] if "=" in p)
+        if media.split(";")[0].strip() not in ("application/json", "*/*"):
+            continue
+        if params.get("as") == "Table" and params.get("g") == TABLE_GROUP and params.get("v") in ("v1", "v1beta1"):
+            return params["v"]
+        return None
+    return None
+
+
+def table(kind: str, objects: list[dict], now: float, resource_version: str, version: str = "v1",
+          include_object: str = "Metadata", headers: bool = True) -> dict:
+    """The Table of ``objects`` (of ``kind``) at time ``now``; ``include_object`` is what each row carries:
+    ``None``, its ``Metadata`` (a PartialObjectMetadata) or the whole ``Object``."""
+    columns, cells = _PRINTERS[kind]
+    rows = []
+    for obj in objects:
+        row = {"cells": cells(obj, now)}
+        if include_object == "Metadata":
+            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": f"{TABLE_GROUP}/{version}",
+                             "metadata": obj["metadata"]}
+        elif include_object == "Object":
+            row["object"] = obj
+        rows.append(row)
+    return {"kind": "Table", "apiVersion": f"{TABLE_GROUP}/{version}", "metadata": {"resourceVersion": resource_version},
+            "columnDefinitions": [_column(*c) for c in columns] if headers else [], "rows": rows}
+
+
+def human_duration(seconds: float) -> str:
+    """How kubectl and the apiserver print an age (``duration.HumanDuration``): ``45s``, ``3m20s``, ``5h12m``, ``3d``."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes, hours = s // 60, s // 3600
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if hours < 24 * 365 * 2:
+        return f"{days}d"
+    if hours < 24 * 365 * 8:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
+
+
+def _column(name: str, type_: str, description: str, priority: int = 0) -> dict:
+    return {"name": name, "type": type_, "format": "name" if name == "Name" else "", "description": description,
+            "priority": priority}
+
+
+def _age(obj: dict, now: float, key: str = "creationTimestamp") -> str:
+    stamp = obj["metadata"].get(key) if key == "creationTimestamp" else obj.get(key)
+    return human_duration(now - ob.parse_rfc3339(stamp)) if stamp else "<unknown>"
+
+
+def _labels(labels: dict | None) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
+
+
+def _containers(obj: dict) -> list[str]:
+    containers = obj["spec"]["template"]["spec"]["containers"]
+    return [",".join(c["name"] for c in containers), ",".join(c.get("image", "") for c in containers),
+            ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].get("matchLabels", {}).items()))]
+
+
+def _pod(p: dict, now: float) -> list:
+    status = p.get("status") or {}
+    reason = status.get("reason") or status.get("phase", "")
+    ready = restarts = 0
+    running = False
+    for c in reversed(status.get("containerStatuses") or []):
+        restarts += c.get("restartCount", 0)
+        state = c.get("state") or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated")
+        if waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None:
+            reason = terminated.get("reason") or (f"Signal:{terminated['signal']}" if terminated.get("signal")
+                                                  else f"ExitCode:{terminated.get('exitCode', 0)}")
+        elif c.get("ready") and "running" in state:
+            running = True
+            ready += 1
+    if reason == "Completed" and running:
+        reason = "Running"
+    if p["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    gates = p["spec"].get("readinessGates") or []
+    true = {c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"}
+    return [p["metadata"]["name"], f"{ready}/{len(p['spec']['containers'])}", reason, restarts, _age(p, now),
+            (status.get("podIPs") or [{}])[0].get("ip") or "<none>", p["spec"].get("nodeName") or "<none>",
+            status.get("nominatedNodeName") or "<none>",
+            f"{sum(g['conditionType'] in true for g in gates)}/{len(gates)}" if gates else "<none>"]
+
+
+def _deployment(d: dict, now: float) -> list:
+    status = d.get("status") or {}
+    return [d["metadata"]["name"], f"{status.get('readyReplicas', 0)}/{d['spec'].get('replicas', 0)}",
+            status.get("updatedReplicas", 0), status.get("availableReplicas", 0), _age(d, now), *_containers(d)]
+
+
+def _replica_set(rs: dict, now: float) -> list:
+    status = rs.get("status") or {}
+    return [rs["metadata"]["name"], rs["spec"].get("replicas", 0), status.get("replicas", 0),
+            status.get("readyReplicas", 0), _age(rs, now), *_containers(rs)]
+
+
+def _service(svc: dict, now: float) -> list:
+    spec = svc["spec"]
+    ports = ",".join(f"{p['port']}:{p['nodePort']}/{p.get('protocol', 'TCP')}" if p.get("nodePort")
+                     else f"{p['port']}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
+    return [svc["metadata"]["name"], spec.get("type", "ClusterIP"), (spec.get("clusterIPs") or ["<none>"])[0],
+            ",".join(spec.get("externalIPs") or []) or "<none>", ports or "<none>", _age(svc, now),
+            _labels(spec.get("selector"))]
+
+
+def _event(e: dict, now: float) -> list:
+    involved, source = e.get("involvedObject") or {}, e.get("source") or {}
+    first = _age(e, now, "firstTimestamp") if e.get("firstTimestamp") else _age(e, now, "eventTime")
+    last = _age(e, now, "lastTimestamp") if e.get("lastTimestamp") else first
+    target = involved.get("kind", "").lower() + (f"/{involved['name']}" if involved.get("name") else "")
+    return [last, e.get("type", ""), e.get("reason", ""), target, involved.get("fieldPath", ""),
+            ", ".join(filter(None, (source.get("component"), source.get("host")))),
+            (e.get("message") or "").strip(), first, e.get("count", 0), e["metadata"]["name"]]
+
+
+def _pdb(pdb: dict, now: float) -> list:
+    spec = pdb.get("spec") or {}
+    return [pdb["metadata"]["name"], str(spec.get("minAvailable", "N/A")), str(spec.get("maxUnavailable", "N/A")),
+            (pdb.get("status") or {}).get("disruptionsAllowed", 0), _age(pdb, now)]
+
+
+_NAME, _AGE = ("Name", "string", _NAME_DOC), ("Age", "string", _AGE_DOC)
+_WORKLOAD_WIDE = (("Containers", "string", "Names of each container in the template.", 1),
+                  ("Images", "string", "Images referenced by each container in the template.", 1))
+_PRINTERS = {
+    "Pod": ((_NAME, ("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+             ("Status", "string", "The aggregate status of the containers in this pod."),
+             ("Restarts", "integer", "The number of times the containers in this pod have been restarted."), _AGE,
+             ("IP", "string", "IP address allocated to the pod. Routable at least within the cluster. Empty if not "
+                              "yet allocated.", 1),
+             ("Node", "string", "NodeName is a request to schedule this pod onto a specific node. If it is "
+                                "non-empty, the scheduler simply schedules this pod onto that node, assuming that it "
+                                "fits resource requirements.", 1),
+             ("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the "
+                                          "node, but it cannot be scheduled right away as preemption victims "
+                                          "receive their graceful termination periods.", 1),
+             ("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness.",
+              1)), _pod),
+    "Deployment": ((_NAME, ("Ready", "string", "Number of the pod with ready state"),
+                    ("Up-to-date", "integer", "Total number of non-terminated pods targeted by this deployment that "
+                                              "have the desired template spec."),
+                    ("Available", "integer", "Total number of available pods (ready for at least minReadySeconds) "
+                                             "targeted by this deployment."), _AGE, *_WORKLOAD_WIDE,
+                    ("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by "
+                                           "this will be the ones affected by this deployment.", 1)), _deployment),
+    "ReplicaSet": ((_NAME, ("Desired", "integer", "Replicas is the number of desired replicas."),
+                    ("Current", "integer", "Replicas is the most recently oberved number of replicas."),
+                    ("Ready", "integer", "The number of ready replicas for this replica set."), _AGE,
+                    *_WORKLOAD_WIDE,
+                    ("Selector", "string", "Selector is a label query over pods that should match the replica "
+                                           "count.", 1)), _replica_set),
+    "Service": ((_NAME, ("Type", "string", "type determines how the Service is exposed."),
+                 ("Cluster-IP", "string", "clusterIP is the IP address of the service."),
+                 ("External-IP", "string", "externalIPs is a list of IP addresses for which nodes in the cluster "
+                                           "will also accept traffic for this service."),
+                 ("Port(s)", "string", "The list of ports that are exposed by this service."), _AGE,
+                 ("Selector", "string", "Route service traffic to pods with label keys and values matching this "
+                                        "selector.", 1)), _service),
+    "Namespace": ((_NAME, ("Status", "string", "The status of the namespace"), _AGE),
+                  lambda n, now: [n["metadata"]["name"], (n.get("status") or {}).get("phase", ""), _age(n, now)]),
+    "Event": ((("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
+               ("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),
+               ("Reason", "string", "This should be a short, machine understandable string that gives the reason "
+                                    "for the transition into the object's current status."),
+               ("Object", "string", "The object that this event is about."),
+               ("Subobject", "string", "If referring to a piece of an object instead of an entire object, this "
+                                       "string should contain a valid JSON/Go field access statement.", 1),
+               ("Source", "string", "The component reporting this event. Should be a short machine understandable "
+                                    "string.", 1),
+               ("Message", "string", "A human-readable description of the status of this operation."),
+               ("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt "
+                                        "is in TypeMeta.)", 1),
+               ("Count", "string", "The number of times this event has occurred.", 1),
+               ("Name", "string", _NAME_DOC, 1)), _event),
+    "ConfigMap": ((_NAME, ("Data", "string", "Data contains the configuration data."), _AGE),
+                  lambda c, now: [c["metadata"]["name"], len(c.get("data") or {}) + len(c.get("binaryData") or {}),
+                                  _age(c, now)]),
+    "Lease": ((_NAME, ("Holder", "string", "holderIdentity contains the identity of the holder of a current "
+                                           "lease."), _AGE),
+              lambda le, now: [le["metadata"]["name"], (le.get("spec") or {}).get("holderIdentity") or "",
+                               _age(le, now)]),
+    "PodDisruptionBudget": ((_NAME, ("Min Available", "string", "The minimum number of pods that must be available."),
+                             ("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
+                             ("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at "
+                                                                "this time."), _AGE), _pdb),
+}
