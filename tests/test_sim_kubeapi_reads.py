@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from itertools import groupby
+from pathlib import Path
 
 import pytest
 import requests
 
+from aiops.sim import discovery
 from aiops.sim.changes import ChangeLog, Expired
 from aiops.sim.clock import SimClock
 from aiops.sim.cluster import SimCluster
@@ -18,7 +20,9 @@ from aiops.sim.tables import human_duration
 from tests.support.polling import wait_for
 
 START = 1_800_000_000.0
-TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+RECORDED_COLUMNS = json.loads((Path(__file__).parent / "fixtures" / "kube" / "table_columns.json").read_text())
+TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,"
+         "application/json")
 AGGREGATED = ("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
               "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json")
 DEPLOYMENTS = "/apis/apps/v1/namespaces/shop/deployments"
@@ -124,17 +128,25 @@ def test_pods_print_ready_status_restarts_age_and_wide_columns(sim):
     assert row["cells"][5].startswith("10.244.") and row["cells"][6] == "sim-node-1"
 
 
-@pytest.mark.parametrize("path, columns", [
-    ("/apis/apps/v1/namespaces/shop/replicasets", ["Name", "Desired", "Current", "Ready", "Age"]),
-    ("/api/v1/namespaces/shop/services", ["Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"]),
-    ("/api/v1/namespaces", ["Name", "Status", "Age"]),
-    ("/api/v1/namespaces/shop/events", ["Last Seen", "Type", "Reason", "Object", "Message"]),
-])
-def test_every_listed_kind_prints_the_apiservers_columns(sim, path, columns):
-    _, server = sim
-    _, tabled = get(server, path, TABLE)
-    assert [c["name"] for c in tabled["columnDefinitions"] if c["priority"] == 0] == columns
-    assert tabled["rows"] and all(len(r["cells"]) == len(tabled["columnDefinitions"]) for r in tabled["rows"])
+def test_every_served_kind_prints_the_columns_recorded_from_the_real_apiserver(sim):
+    cluster, server = sim
+    cluster.create("ConfigMap", "shop", {"metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}})
+    cluster.create("Lease", "shop", {"metadata": {"name": "leader"}, "spec": {"holderIdentity": "agent-0"}})
+    cluster.create("PodDisruptionBudget", "shop", {"metadata": {"name": "cart"}, "spec": {
+        "minAvailable": 1, "selector": {"matchLabels": {"app": "cart"}}}})
+    printed = set()
+    for resource in discovery.RESOURCES:
+        base = "/api/v1" if not resource.group else f"/apis/{resource.group_version}"
+        _, tabled = get(server, f"{base}/{resource.plural}", TABLE)
+        assert tabled["columnDefinitions"] == RECORDED_COLUMNS[resource.kind], resource.kind
+        assert tabled["rows"] and all(len(r["cells"]) == len(RECORDED_COLUMNS[resource.kind])
+                                      for r in tabled["rows"]), resource.kind
+        printed.add(resource.kind)
+    assert printed == set(RECORDED_COLUMNS)
+    cells = {k: get(server, p, TABLE)[1]["rows"][0]["cells"][:-1] for k, p in (
+        ("cm", "/api/v1/namespaces/shop/configmaps"), ("lease", "/apis/coordination.k8s.io/v1/leases"),
+        ("pdb", "/apis/policy/v1beta1/namespaces/shop/poddisruptionbudgets"))}
+    assert cells == {"cm": ["settings", 2], "lease": ["leader", "agent-0"], "pdb": ["cart", "1", "N/A", 1]}
 
 
 def test_table_cells_of_services_and_events(sim):
@@ -153,10 +165,12 @@ def test_one_object_as_a_table_and_what_rows_carry(sim):
     _, one = get(server, f"{DEPLOYMENTS}/cart", TABLE)
     assert one["kind"] == "Table" and [r["cells"][0] for r in one["rows"]] == ["cart"]
     _, bare = get(server, DEPLOYMENTS, TABLE, includeObject="None")
-    assert all("object" not in r for r in bare["rows"])
+    assert [r["object"] for r in bare["rows"]] == [None, None]
     _, full = get(server, DEPLOYMENTS, TABLE, includeObject="Object")
     assert full["rows"][0]["object"]["spec"]["replicas"] == 2
-    assert get(server, DEPLOYMENTS, TABLE, includeObject="Everything")[0] == 400
+    code, status = get(server, DEPLOYMENTS, TABLE, includeObject="Everything")
+    assert (code, status["message"]) == (400, "Unable to convert to Table as requested: includeObject: Invalid value: "
+                                              "\"Everything\": must be 'Metadata', 'Object', 'None', or empty")
     assert get(server, DEPLOYMENTS, "application/json;as=Table;v=v1beta1;g=meta.k8s.io")[1]["apiVersion"] == \
         "meta.k8s.io/v1beta1"
     assert get(server, DEPLOYMENTS)[1]["kind"] == "DeploymentList"
@@ -203,13 +217,17 @@ def test_event_field_selectors_pick_one_objects_events(sim):
         ["Pulled"]
 
 
-@pytest.mark.parametrize("selector, message", [
-    ("spec.replicas=2", "field label not supported: spec.replicas"),
-    ("metadata.name", "invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
+@pytest.mark.parametrize("path, selector, message", [
+    (DEPLOYMENTS, "spec.replicas=2",
+     '"spec.replicas" is not a known field selector: only "metadata.name", "metadata.namespace"'),
+    ("/api/v1/namespaces/shop/pods", "spec.replicas=2", "field label not supported: spec.replicas"),
+    ("/api/v1/namespaces/shop/events", r"message=a\,b", "field label not supported: message"),
+    (DEPLOYMENTS, "metadata.name", "invalid selector: 'metadata.name'; can't understand 'metadata.name'"),
+    (DEPLOYMENTS, "metadata.name=cart,x", "invalid selector: 'metadata.name=cart,x'; can't understand 'x'"),
 ])
-def test_a_field_selector_the_apiserver_refuses_is_400(sim, selector, message):
+def test_a_field_selector_the_apiserver_refuses_is_400_with_its_message(sim, path, selector, message):
     _, server = sim
-    code, status = get(server, DEPLOYMENTS, fieldSelector=selector)
+    code, status = get(server, path, fieldSelector=selector)
     assert (code, status["reason"], status["message"]) == (400, "BadRequest", message)
 
 

@@ -134,8 +134,8 @@ class KubeApiServer(BackgroundHttpServer):
             return None
         include = _param(query, "includeObject") or "Metadata"
         if include not in INCLUDE_OBJECT:
-            raise ApiError(400, "BadRequest", f'includeObject: Unsupported value: "{include}": supported values: '
-                                              + ", ".join(f'"{v}"' for v in INCLUDE_OBJECT))
+            raise ApiError(400, "BadRequest", f'Unable to convert to Table as requested: includeObject: Invalid '
+                                              f"value: \"{include}\": must be 'Metadata', 'Object', 'None', or empty")
         return table(kind, items, self.cluster.clock.now(), resource_version, version, include, headings)
 
     def _watch(self, resource, ns: str, name: str | None, query: dict, headers):

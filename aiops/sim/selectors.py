@@ -80,8 +80,8 @@ def match_labels_selector(match_labels: Mapping[str, str]) -> str:
 
 # --- field selectors ---------------------------------------------------------------------------------------------
 
-# The fields the apiserver lets each kind be selected on (its field label conversions); every kind has the two
-# metadata ones. Any other field is refused, as the real server refuses it.
+# The fields kube-apiserver v1.20 lets a kind be selected on besides metadata.name and metadata.namespace (the kinds
+# with field label conversions); any other field is refused with the real server's message.
 SELECTABLE_FIELDS = {
     "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
             "status.phase", "status.podIP", "status.nominatedNodeName"),
@@ -89,8 +89,8 @@ SELECTABLE_FIELDS = {
               "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
               "reason", "reportingComponent", "source", "type"),
     "Namespace": ("status.phase",),
-    "ReplicaSet": ("status.replicas",),
 }
+_METADATA_FIELDS = ("metadata.name", "metadata.namespace")
 _FIELD_ALIASES = {("Event", "source"): "source.component"}  # what the Event's ``source`` field label reads
 _FIELD_TERM = re.compile(r"^(?P<field>[^=!]+?)(?P<op>!=|==|=)(?P<value>.*)$", re.S)
 
@@ -115,8 +115,9 @@ def parse_field_selector(text: str | None, kind: str) -> tuple[FieldRequirement,
         if not m or not m["field"].strip():
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{_unescape(term)}'")
         field = m["field"].strip()
-        if field not in ("metadata.name", "metadata.namespace") + SELECTABLE_FIELDS.get(kind, ()):
-            raise SelectorError(f'field label not supported: {field}')
+        if field not in _METADATA_FIELDS + SELECTABLE_FIELDS.get(kind, ()):
+            raise SelectorError(f"field label not supported: {field}" if kind in SELECTABLE_FIELDS else
+                                f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         requirements.append(FieldRequirement(field, "!=" if m["op"] == "!=" else "=", _unescape(m["value"])))
     return tuple(requirements)
 

@@ -1,25 +1,17 @@
 """Server-side printing: the ``meta.k8s.io`` Table kube-apiserver v1.20 answers when a client asks for one.
 
 ``kubectl get`` sends ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` and prints the columns the server
-chooses: the same columns, cells and priorities (1 = only with ``-o wide``) as the apiserver's printers for each kind
-the simulator serves. Ages count on the cluster's clock, so a simulated cluster ages in simulated time.
+chooses: the same columns (``tablecolumns``), cells and priorities (1 = only with ``-o wide``) as the apiserver's
+printers for each kind the simulator serves. Ages count on the cluster's clock: a simulated cluster ages in sim time.
 """
 
 from __future__ import annotations
 
 from aiops.sim import objects as ob
+from aiops.sim.tablecolumns import COLUMNS
 
 TABLE_GROUP = "meta.k8s.io"
 INCLUDE_OBJECT = ("None", "Metadata", "Object")
-_NAME_DOC = ("Name must be unique within a namespace. Is required when creating resources, although some resources "
-             "may allow a client to request the generation of an appropriate name automatically. Name is primarily "
-             "intended for creation idempotence and configuration definition. Cannot be updated. More info: "
-             "http://kubernetes.io/docs/user-guide/identifiers#names")
-_AGE_DOC = ("CreationTimestamp is a timestamp representing the server time when this object was created. It is not "
-            "guaranteed to be set in happens-before order across separate operations. Clients may not set this "
-            "value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null "
-            "for lists. More info: "
-            "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata")
 
 
 def table_version(accept: str | None) -> str | None:
@@ -37,23 +29,24 @@ def table_version(accept: str | None) -> str | None:
 def table(kind: str, objects: list[dict], now: float, resource_version: str, version: str = "v1",
           include_object: str = "Metadata", headers: bool = True) -> dict:
     """The Table of ``objects`` (of ``kind``) at time ``now``; ``include_object`` is what each row carries:
-    ``None``, its ``Metadata`` (a PartialObjectMetadata) or the whole ``Object``."""
-    columns, cells = _PRINTERS[kind]
+    ``None`` (null), its ``Metadata`` (a PartialObjectMetadata) or the whole ``Object``. Without ``headers`` the
+    columns are left out, as in a watch's events after the first."""
     rows = []
     for obj in objects:
-        row = {"cells": cells(obj, now)}
+        embedded = None
         if include_object == "Metadata":
-            row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": f"{TABLE_GROUP}/{version}",
-                             "metadata": obj["metadata"]}
+            embedded = {"kind": "PartialObjectMetadata", "apiVersion": f"{TABLE_GROUP}/{version}",
+                        "metadata": obj["metadata"]}
         elif include_object == "Object":
-            row["object"] = obj
-        rows.append(row)
-    return {"kind": "Table", "apiVersion": f"{TABLE_GROUP}/{version}", "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": [_column(*c) for c in columns] if headers else [], "rows": rows}
+            embedded = obj
+        rows.append({"cells": _CELLS[kind](obj, now), "object": embedded})
+    return {"kind": "Table", "apiVersion": f"{TABLE_GROUP}/{version}",
+            "metadata": {"resourceVersion": resource_version},
+            "columnDefinitions": [dict(c) for c in COLUMNS[kind]] if headers else [], "rows": rows}
 
 
 def human_duration(seconds: float) -> str:
-    """How kubectl and the apiserver print an age (``duration.HumanDuration``): ``45s``, ``3m20s``, ``5h12m``, ``3d``."""
+    """An age as kubectl and the apiserver print it (``duration.HumanDuration``): ``45s``, ``3m20s``, ``5h12m``."""
     s = int(seconds)
     if s < -1:
         return "<invalid>"
@@ -78,11 +71,6 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 8:
         return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
     return f"{days // 365}y"
-
-
-def _column(name: str, type_: str, description: str, priority: int = 0) -> dict:
-    return {"name": name, "type": type_, "format": "name" if name == "Name" else "", "description": description,
-            "priority": priority}
 
 
 def _age(obj: dict, now: float, key: str = "creationTimestamp") -> str:
@@ -166,68 +154,10 @@ def _pdb(pdb: dict, now: float) -> list:
             (pdb.get("status") or {}).get("disruptionsAllowed", 0), _age(pdb, now)]
 
 
-_NAME, _AGE = ("Name", "string", _NAME_DOC), ("Age", "string", _AGE_DOC)
-_WORKLOAD_WIDE = (("Containers", "string", "Names of each container in the template.", 1),
-                  ("Images", "string", "Images referenced by each container in the template.", 1))
-_PRINTERS = {
-    "Pod": ((_NAME, ("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
-             ("Status", "string", "The aggregate status of the containers in this pod."),
-             ("Restarts", "integer", "The number of times the containers in this pod have been restarted."), _AGE,
-             ("IP", "string", "IP address allocated to the pod. Routable at least within the cluster. Empty if not "
-                              "yet allocated.", 1),
-             ("Node", "string", "NodeName is a request to schedule this pod onto a specific node. If it is "
-                                "non-empty, the scheduler simply schedules this pod onto that node, assuming that it "
-                                "fits resource requirements.", 1),
-             ("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the "
-                                          "node, but it cannot be scheduled right away as preemption victims "
-                                          "receive their graceful termination periods.", 1),
-             ("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness.",
-              1)), _pod),
-    "Deployment": ((_NAME, ("Ready", "string", "Number of the pod with ready state"),
-                    ("Up-to-date", "integer", "Total number of non-terminated pods targeted by this deployment that "
-                                              "have the desired template spec."),
-                    ("Available", "integer", "Total number of available pods (ready for at least minReadySeconds) "
-                                             "targeted by this deployment."), _AGE, *_WORKLOAD_WIDE,
-                    ("Selector", "string", "Label selector for pods. Existing ReplicaSets whose pods are selected by "
-                                           "this will be the ones affected by this deployment.", 1)), _deployment),
-    "ReplicaSet": ((_NAME, ("Desired", "integer", "Replicas is the number of desired replicas."),
-                    ("Current", "integer", "Replicas is the most recently oberved number of replicas."),
-                    ("Ready", "integer", "The number of ready replicas for this replica set."), _AGE,
-                    *_WORKLOAD_WIDE,
-                    ("Selector", "string", "Selector is a label query over pods that should match the replica "
-                                           "count.", 1)), _replica_set),
-    "Service": ((_NAME, ("Type", "string", "type determines how the Service is exposed."),
-                 ("Cluster-IP", "string", "clusterIP is the IP address of the service."),
-                 ("External-IP", "string", "externalIPs is a list of IP addresses for which nodes in the cluster "
-                                           "will also accept traffic for this service."),
-                 ("Port(s)", "string", "The list of ports that are exposed by this service."), _AGE,
-                 ("Selector", "string", "Route service traffic to pods with label keys and values matching this "
-                                        "selector.", 1)), _service),
-    "Namespace": ((_NAME, ("Status", "string", "The status of the namespace"), _AGE),
-                  lambda n, now: [n["metadata"]["name"], (n.get("status") or {}).get("phase", ""), _age(n, now)]),
-    "Event": ((("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
-               ("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),
-               ("Reason", "string", "This should be a short, machine understandable string that gives the reason "
-                                    "for the transition into the object's current status."),
-               ("Object", "string", "The object that this event is about."),
-               ("Subobject", "string", "If referring to a piece of an object instead of an entire object, this "
-                                       "string should contain a valid JSON/Go field access statement.", 1),
-               ("Source", "string", "The component reporting this event. Should be a short machine understandable "
-                                    "string.", 1),
-               ("Message", "string", "A human-readable description of the status of this operation."),
-               ("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt "
-                                        "is in TypeMeta.)", 1),
-               ("Count", "string", "The number of times this event has occurred.", 1),
-               ("Name", "string", _NAME_DOC, 1)), _event),
-    "ConfigMap": ((_NAME, ("Data", "string", "Data contains the configuration data."), _AGE),
-                  lambda c, now: [c["metadata"]["name"], len(c.get("data") or {}) + len(c.get("binaryData") or {}),
-                                  _age(c, now)]),
-    "Lease": ((_NAME, ("Holder", "string", "holderIdentity contains the identity of the holder of a current "
-                                           "lease."), _AGE),
-              lambda le, now: [le["metadata"]["name"], (le.get("spec") or {}).get("holderIdentity") or "",
-                               _age(le, now)]),
-    "PodDisruptionBudget": ((_NAME, ("Min Available", "string", "The minimum number of pods that must be available."),
-                             ("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
-                             ("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at "
-                                                                "this time."), _AGE), _pdb),
-}
+_CELLS = {"Pod": _pod, "Deployment": _deployment, "ReplicaSet": _replica_set, "Service": _service, "Event": _event,
+          "Namespace": lambda n, now: [n["metadata"]["name"], (n.get("status") or {}).get("phase", ""), _age(n, now)],
+          "ConfigMap": lambda c, now: [c["metadata"]["name"],
+                                       len(c.get("data") or {}) + len(c.get("binaryData") or {}), _age(c, now)],
+          "Lease": lambda le, now: [le["metadata"]["name"], (le.get("spec") or {}).get("holderIdentity") or "",
+                                    _age(le, now)],
+          "PodDisruptionBudget": _pdb}
