@@ -150,11 +150,16 @@ def test_the_kubectl_command_aiops_sim_prints_works_as_printed(tmp_path):
         [sys.executable, "-m", "aiops.cli", "sim", "--kube-port", str(free_port()), "--metrics-port",
          str(free_port())], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        hint = next(line for line in process.stdout if "kubectl" in line)  # blocks until printed (or EOF)
+        hint = next((line for line in process.stdout if "kubectl" in line), "")  # until printed, or the sim ends
+        assert hint, f"aiops sim printed no kubectl command: {process.stderr.read()}"
         command = re.search(r"\((kubectl [^)]*)\)", hint)[1].split()
         assert command[1] == "--server"
         out = ok(_kubectl(command[2], tmp_path, *command[3:]))
         assert "deployment.apps/cart" in out and "pod/cart-" in out
     finally:
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

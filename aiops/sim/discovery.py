@@ -84,7 +84,7 @@ def of_kind(kind: str) -> Resource:
 
 def document(path: str, server_address: str) -> dict | None:
     """The discovery document at ``path`` (``/api``, ``/apis``, ``/api/v1``, ``/apis/apps``, ``/apis/apps/v1``),
-    or None when ``path`` is none. ``server_address`` is the ``host:port`` clients reach the server at."""
+    or None for any other path. ``server_address`` is the ``host:port`` clients reach the server at."""
     if path == "/api":
         return {"kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
