@@ -64,7 +64,7 @@ def sim(args: argparse.Namespace) -> int:
         # One round of samples now: otherwise /metrics is empty until the first step, a whole step from now.
         runtime.prefill(runtime.step)
         print(f"simulated cluster running (scenario {args.scenario}, namespace {runtime.scenario.namespace})")
-        print(f"  Kubernetes API: {runtime.kube_url}   (kubectl --server {runtime.kube_url} get deploy -A)")
+        print(f"  Kubernetes API: {runtime.kube_url}   (kubectl --server {runtime.kube_url} get deploy,pods -A)")
         print(f"  metrics:        {runtime.prom_url}/metrics   (Prometheus scrape target)")
         if args.inject_after is not None:
             timer = threading.Timer(args.inject_after, runtime.inject)

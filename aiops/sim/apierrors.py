@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from aiops.sim import objects as ob
+from aiops.sim.discovery import RESOURCES
 from aiops.sim.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 
-RESOURCE = {"Deployment": ("deployments", "apps"), "Scale": ("deployments/scale", "apps"),
-            "ReplicaSet": ("replicasets", "apps"), "Pod": ("pods", ""),
-            "Service": ("services", ""), "Event": ("events", ""), "Namespace": ("namespaces", ""),
-            "PodDisruptionBudget": ("poddisruptionbudgets", "policy"),
-            "Lease": ("leases", "coordination.k8s.io"), "ConfigMap": ("configmaps", "")}
+# (resource, group) of each kind, as Status details name them.
+RESOURCE = {**{r.kind: (r.plural, r.group) for r in RESOURCES}, "Scale": ("deployments/scale", "apps")}
 
 
 class ApiError(Exception):

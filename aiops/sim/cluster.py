@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 from aiops.sim import objects as ob
 from aiops.sim.apierrors import RESOURCE, ApiError, apply_patch, check_version, not_found
+from aiops.sim.changes import ChangeLog
 from aiops.sim.configmaps import check_configmap_body, validate_configmap
 from aiops.sim.leases import API_VERSION as LEASE_API_VERSION
 from aiops.sim.leases import check_lease_body, require_resource_version, validate_lease
 from aiops.sim.patching import merge_patch
-from aiops.sim.selectors import parse_selector, selector_matches
+from aiops.sim.selectors import field_selector_matches, parse_field_selector, parse_selector, selector_matches
 
 KINDS = ("Namespace", "Deployment", "ReplicaSet", "Pod", "Service", "Event", "PodDisruptionBudget", "Lease",
          "ConfigMap")
@@ -45,7 +46,7 @@ class SimCluster:
     """The cluster's objects and controllers. Reads return deep copies; every write bumps ``resourceVersion``."""
 
     def __init__(self, clock, rollout_seconds: float = 10.0, node: str = "sim-node-1",
-                 max_events: int = 2000, max_log_lines: int = 2000) -> None:
+                 max_events: int = 2000, max_log_lines: int = 2000, max_changes: int = 4000) -> None:
         self.clock = clock
         self.rollout_seconds = float(rollout_seconds)
         self.node = node
@@ -57,6 +58,7 @@ class SimCluster:
         self._logs: dict[tuple[str, str], deque] = {}
         self._max_events = max_events
         self._max_log_lines = max_log_lines
+        self.changes = ChangeLog(self.lock, max_changes)  # what watches follow
 
     # --- generic access -------------------------------------------------------------------------------------
     def resource_version(self) -> str:
@@ -70,15 +72,19 @@ class SimCluster:
             obj = self._objects[kind].get((namespace if kind != "Namespace" else "", name))
             return copy.deepcopy(obj) if obj else None
 
-    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict]:
-        """Copies of the objects of ``kind`` (in ``namespace`` unless None) matching a label selector string."""
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None,
+             fields: str | None = None) -> list[dict]:
+        """Copies of the objects of ``kind`` (in ``namespace`` unless None) matching a label selector string and a
+        field selector string. Raises ``SelectorError`` for either that does not parse."""
         requirements = parse_selector(selector)
+        field_requirements = parse_field_selector(fields, kind)
         with self.lock:
             # Events in the order they happened (what readers want); everything else by name, like etcd.
             pairs = self._objects[kind].items() if kind == "Event" else sorted(self._objects[kind].items())
             found = [o for (ns, _), o in pairs
                      if (namespace is None or kind == "Namespace" or ns == namespace)
-                     and selector_matches(requirements, o["metadata"].get("labels"))]
+                     and selector_matches(requirements, o["metadata"].get("labels"))
+                     and field_selector_matches(field_requirements, o, kind)]
             if kind == "PodDisruptionBudget":
                 for pdb in found:
                     self._pdb_status(pdb)
@@ -176,10 +182,10 @@ class SimCluster:
         """DELETE an object that has no finalizers or dependents (ConfigMaps): gone at once. Returns the
         apiserver's success ``Status``; a missing object is a 404."""
         with self.lock:
-            current = self._objects[kind].pop((namespace, name), None)
+            current = self._objects[kind].get((namespace, name))
             if current is None:
                 raise not_found(kind, name)
-            self._rv += 1
+            self._drop(kind, (namespace, name))
             resource, group = RESOURCE[kind]
             return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                     "details": {"name": name, "group": group, "kind": resource, "uid": current["metadata"]["uid"]}}
@@ -414,9 +420,8 @@ class SimCluster:
         idle = sorted((rs for rs in owned if rs is not new and rs["spec"]["replicas"] == 0
                        and not self._pods_of(rs)), key=_revision)
         for rs in idle[:max(0, len(idle) - dep["spec"].get("revisionHistoryLimit", 10))]:
-            del self._objects["ReplicaSet"][(rs["metadata"]["namespace"], rs["metadata"]["name"])]
+            self._drop("ReplicaSet", (rs["metadata"]["namespace"], rs["metadata"]["name"]))
             owned.remove(rs)
-            self._rv += 1
 
     def _scale_rs(self, dep: dict, rs: dict, replicas: int, now: float) -> None:
         verb = "up" if replicas > rs["spec"]["replicas"] else "down"
@@ -444,10 +449,9 @@ class SimCluster:
                                                   -self._pods[(ns, p["metadata"]["name"])].created))[:excess]
             for p in victims:
                 key = (ns, p["metadata"]["name"])
-                self._objects["Pod"].pop(key, None)
+                self._drop("Pod", key)
                 self._pods.pop(key, None)
                 self._logs.pop(key, None)
-                self._rv += 1
 
     def _claim_pods(self, rs: dict) -> None:
         """Like the ReplicaSet controller: release owned pods whose labels left the selector (the pod keeps
@@ -522,11 +526,19 @@ class SimCluster:
         meta.setdefault("uid", ob.stable_uid(kind, meta.get("namespace", ""), meta["name"], self._rv))
         meta.setdefault("creationTimestamp", ob.rfc3339(self.clock.now()))
         self._objects[kind][(meta.get("namespace", "") if kind != "Namespace" else "", meta["name"])] = obj
+        self.changes.record(self._rv, kind, obj)
+
+    def _drop(self, kind: str, key: tuple[str, str]) -> None:
+        """Delete a stored object: a write of its own (a resourceVersion), which watches see."""
+        obj = self._objects[kind].pop(key)
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self.changes.record(self._rv, kind, obj, deleted=True)
 
     def _trim_events(self, namespace: str) -> None:
         keys = [k for k in self._objects["Event"] if k[0] == namespace]
         for key in keys[:max(0, len(keys) - self._max_events)]:
-            del self._objects["Event"][key]
+            self._drop("Event", key)
 
     def _next_serial(self) -> int:
         self._serial += 1

@@ -1,43 +1,40 @@
 """A real HTTP server speaking the Kubernetes REST API over a ``SimCluster``.
 
-Just enough of core/v1, apps/v1 and coordination.k8s.io/v1 for the agent (pods, logs, events, services, namespaces,
-deployments and their scale subresource, replicasets, leases for leader election, configmaps for the shared
-journal), with the apiserver's Status errors, so the official client runs unchanged.
+Just enough of core/v1, apps/v1, policy/v1beta1 and coordination.k8s.io/v1 for the agent and for kubectl (pods and
+their logs, events, services, namespaces, configmaps, deployments and their scale subresource, replicasets, leases,
+poddisruptionbudgets; the verbs ``aiops.sim.discovery`` lists), with label and field selectors, watches, server-side
+Tables and the apiserver's Status errors, so the official client and kubectl run unchanged.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import select
+import socket
+import threading
 from http.server import BaseHTTPRequestHandler
+from typing import Iterator
 from urllib.parse import parse_qs, urlsplit
 
+from aiops.sim import discovery
 from aiops.sim import objects as ob
-from aiops.sim.httpserver import BackgroundHttpServer
 from aiops.sim.apierrors import ApiError, not_found
 from aiops.sim.cluster import SimCluster
+from aiops.sim.httpserver import BackgroundHttpServer
 from aiops.sim.selectors import SelectorError
+from aiops.sim.tables import INCLUDE_OBJECT, table, table_version
+from aiops.sim.watch import DEFAULT_TIMEOUT, Watch
 
 PATCH_CONTENT_TYPES = {"application/merge-patch+json": "merge",
                        "application/strategic-merge-patch+json": "strategic",
                        "application/json-patch+json": "json"}
-CORE = {"pods": "Pod", "events": "Event", "services": "Service", "namespaces": "Namespace", "configmaps": "ConfigMap"}
-APPS = {"deployments": "Deployment", "replicasets": "ReplicaSet"}
-POLICY = {"poddisruptionbudgets": "PodDisruptionBudget"}
-COORDINATION = {"leases": "Lease"}
-_CORE_NS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/(?P<res>pods|events|services|configmaps)"
-                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>log))?)?$")
-_APPS_NS = re.compile(r"^/apis/apps/v1/namespaces/(?P<ns>[^/]+)/(?P<res>deployments|replicasets)"
-                      r"(?:/(?P<name>[^/]+)(?:/(?P<sub>scale))?)?$")
-# Kubernetes 1.20 serves PodDisruptionBudgets only as policy/v1beta1, and so does the simulator.
-_POLICY_NS = re.compile(r"^/apis/policy/v1beta1/namespaces/(?P<ns>[^/]+)/poddisruptionbudgets(?:/(?P<name>[^/]+))?$")
-_LEASES = re.compile(r"^/apis/coordination\.k8s\.io/v1/namespaces/(?P<ns>[^/]+)/leases(?:/(?P<name>[^/]+))?$")
-_NAMESPACES = re.compile(r"^/api/v1/namespaces(?:/(?P<name>[^/]+))?$")
-_ALL_NS = re.compile(r"^/(?:api/v1|apis/apps/v1)/(?P<res>pods|events|services|deployments|replicasets)$")
 
 VERSION = {"major": "1", "minor": "20", "gitVersion": "v1.20.2-aiops-sim", "gitCommit": "0" * 40,
            "gitTreeState": "clean", "buildDate": "2021-01-13T13:20:00Z", "goVersion": "go1.19.8",
            "compiler": "gc", "platform": "linux/amd64"}
+# A request's verb, from its method and whether it names one object.
+_VERBS = {("GET", False): "list", ("GET", True): "get", ("POST", False): "create", ("PUT", True): "update",
+          ("PATCH", True): "patch", ("DELETE", True): "delete"}
 
 
 class KubeApiServer(BackgroundHttpServer):
@@ -48,11 +45,19 @@ class KubeApiServer(BackgroundHttpServer):
     def __init__(self, cluster: SimCluster, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
         self.cluster = cluster
         self.token = token
+        self._stopping = threading.Event()
         super().__init__(_make_handler(self), host, port)
 
+    def stop(self) -> None:
+        """Stop serving; open watches end at once."""
+        self._stopping.set()
+        self.cluster.changes.wake()
+        super().stop()
+
     # --- request handling (called from handler threads) ---------------------------------------------------
-    def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> tuple[int, str, bytes]:
-        """Answer one request: (status code, content type, body)."""
+    def handle(self, method: str, path: str, query: dict, headers, body: bytes) -> tuple[int, str, bytes | Iterator]:
+        """Answer one request: (status code, content type, body); a watch's body is an iterator of chunks (an
+        empty chunk when nothing happened for a while)."""
         if self.token is not None and headers.get("Authorization", "") != f"Bearer {self.token}":
             return _json(401, ob.status(401, "Unauthorized", "Unauthorized"))
         try:
@@ -60,83 +65,108 @@ class KubeApiServer(BackgroundHttpServer):
         except ApiError as exc:
             return _json(exc.code, exc.status)
         except SelectorError as exc:
-            return _json(400, ob.status(400, "BadRequest", f"unable to parse requirement: {exc}"))
+            return _json(400, ob.status(400, "BadRequest", str(exc)))
 
     def _route(self, method, path, query, headers, body):
-        static = {"/version": VERSION, "/api": _api_versions(self.url), "/apis": _API_GROUPS,
-                  "/api/v1": _resource_list("v1", CORE), "/apis/apps/v1": _resource_list("apps/v1", APPS),
-                  "/apis/policy/v1beta1": _resource_list("policy/v1beta1", POLICY),
-                  "/apis/coordination.k8s.io": {"kind": "APIGroup", "apiVersion": "v1",
-                                                **_group("coordination.k8s.io", "v1")},
-                  "/apis/coordination.k8s.io/v1": _resource_list("coordination.k8s.io/v1", COORDINATION)}
-        if path in static and method == "GET":
-            return _json(200, static[path])
-        if m := _CORE_NS.match(path):
-            return self._resource(method, CORE[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
-        if m := _APPS_NS.match(path):
-            return self._resource(method, APPS[m["res"]], m["ns"], m["name"], m["sub"], query, headers, body)
-        if m := _POLICY_NS.match(path):
-            return self._resource(method, "PodDisruptionBudget", m["ns"], m["name"], None, query, headers, body)
-        if m := _LEASES.match(path):
-            return self._lease(method, m["ns"], m["name"], query, headers, body)
-        if m := _NAMESPACES.match(path):
-            return self._resource(method, "Namespace", "", m["name"], None, query, headers, body)
-        if (m := _ALL_NS.match(path)) and method == "GET":
-            kind = {**CORE, **APPS}[m["res"]]
-            return _json(200, self._list(kind, None, query))
-        return _json(404, ob.status(404, "NotFound", "the server could not find the requested resource"))
-
-    def _resource(self, method, kind, ns, name, sub, query, headers, body):
-        if sub == "log":
-            return self._log(ns, name, query) if method == "GET" else _method_not_allowed()
-        if sub == "scale":
-            if method == "GET":
-                return _json(200, self.cluster.get_scale(ns, name))
-            if method == "PATCH":
-                patch_type, doc = _patch_body(headers, body)
-                return _json(200, self.cluster.patch_scale(ns, name, doc, patch_type))
+        if method == "GET" and path == "/version":
+            return _json(200, VERSION)
+        if method == "GET" and (doc := discovery.document(path, self.url.split("//")[1])) is not None:
+            return _json(200, doc)
+        target = _target(path)
+        if target is None:
+            return _json(404, ob.status(404, "NotFound", "the server could not find the requested resource"))
+        resource, ns, name, sub = target
+        if sub is not None:
+            return self._subresource(method, resource, ns, name, sub, query, headers, body)
+        verb = _VERBS.get((method, name is not None))
+        if verb in ("list", "get") and query.get("watch", ["false"])[0] in ("true", "1"):
+            verb = "watch"
+        if verb not in resource.verbs:
             return _method_not_allowed()
-        if name is None:
-            if method == "GET":
-                return _json(200, self._list(kind, ns, query))
-            if method == "POST" and kind in ("Event", "Namespace", "PodDisruptionBudget", "ConfigMap"):
-                return _json(201, self.cluster.create(kind, ns, _parse_json(body)))
-            return _method_not_allowed()
-        if method == "GET":
+        kind, ns = resource.kind, ns or ""
+        if verb == "watch":
+            return self._watch(resource, ns, name, query, headers)
+        if verb == "list":
+            return _json(200, self._list(kind, ns or None, query, headers))
+        if verb == "get":
             obj = self.cluster.get(kind, ns, name)
             if obj is None:
                 raise not_found(kind, name)
-            return _json(200, obj)
-        if method == "PATCH":
+            return _json(200, self._as_table(kind, [obj], obj["metadata"]["resourceVersion"], query, headers) or obj)
+        if verb == "create":
+            return _json(201, self.cluster.create(kind, ns, _parse_json(body)))
+        if verb == "update":
+            return _json(*self.cluster.replace(kind, ns, name, _parse_json(body)))
+        if verb == "patch":
             patch_type, doc = _patch_body(headers, body)
             return _json(200, self.cluster.patch(kind, ns, name, doc, patch_type))
-        if method == "DELETE" and kind == "ConfigMap":
-            return _json(200, self.cluster.delete(kind, ns, name))
-        return _method_not_allowed()
+        return _json(200, self.cluster.delete(kind, ns, name))
 
-    def _lease(self, method, ns, name, query, headers, body):
-        if name is None and method == "POST":
-            return _json(201, self.cluster.create("Lease", ns, _parse_json(body)))
-        if name is not None and method == "PUT":
-            return _json(*self.cluster.replace("Lease", ns, name, _parse_json(body)))
-        if method in ("GET", "PATCH"):
-            return self._resource(method, "Lease", ns, name, None, query, headers, body)
-        return _method_not_allowed()
+    def _subresource(self, method, resource, ns, name, sub, query, headers, body):
+        served = discovery.subresource(resource, sub)
+        if served is None:
+            return _json(404, ob.status(404, "NotFound", "the server could not find the requested resource"))
+        if {"GET": "get", "PATCH": "patch"}.get(method) not in served.verbs:
+            return _method_not_allowed()
+        if sub == "log":
+            return self._log(ns, name, query)
+        if method == "GET":
+            return _json(200, self.cluster.get_scale(ns, name))
+        patch_type, doc = _patch_body(headers, body)
+        return _json(200, self.cluster.patch_scale(ns, name, doc, patch_type))
 
-    def _list(self, kind: str, ns: str | None, query: dict) -> dict:
-        selector = query.get("labelSelector", [None])[0]
-        items = self.cluster.list(kind, ns, selector)
+    def _list(self, kind: str, ns: str | None, query: dict, headers) -> dict:
+        items = self.cluster.list(kind, ns, _param(query, "labelSelector"), _param(query, "fieldSelector"))
+        resource_version = self.cluster.resource_version()
+        if (tabled := self._as_table(kind, items, resource_version, query, headers)) is not None:
+            return tabled
         for item in items:  # the real API leaves kind and apiVersion to the list, not its items
             item.pop("kind", None)
             item.pop("apiVersion", None)
-        api_version = {"PodDisruptionBudget": "policy/v1beta1", "Lease": "coordination.k8s.io/v1"}.get(
-            kind, "apps/v1" if kind in APPS.values() else "v1")
-        return {"kind": f"{kind}List", "apiVersion": api_version,
-                "metadata": {"resourceVersion": self.cluster.resource_version()}, "items": items}
+        return {"kind": f"{kind}List", "apiVersion": discovery.of_kind(kind).group_version,
+                "metadata": {"resourceVersion": resource_version}, "items": items}
+
+    def _as_table(self, kind: str, items: list[dict], resource_version: str, query: dict, headers,
+                  headings: bool = True) -> dict | None:
+        """The Table of ``items`` when the client asked for one (``Accept``), else None."""
+        version = table_version(headers.get("Accept"))
+        if version is None:
+            return None
+        include = _param(query, "includeObject") or "Metadata"
+        if include not in INCLUDE_OBJECT:
+            raise ApiError(400, "BadRequest", f'Unable to convert to Table as requested: includeObject: Invalid '
+                                              f"value: \"{include}\": must be 'Metadata', 'Object', 'None', or empty")
+        return table(kind, items, self.cluster.clock.now(), resource_version, version, include, headings)
+
+    def _watch(self, resource, ns: str, name: str | None, query: dict, headers):
+        fields = _param(query, "fieldSelector")
+        if name is not None:  # a watch on one object is a watch on the list, selected by its name
+            fields = ",".join(filter(None, (fields, f"metadata.name={name}")))
+        watch = Watch(self.cluster, resource.kind, ns if resource.namespaced and ns else None,
+                      _param(query, "labelSelector"), fields, _param(query, "resourceVersion"))
+        try:
+            timeout = float(_param(query, "timeoutSeconds") or DEFAULT_TIMEOUT)
+        except ValueError:
+            raise ApiError(400, "BadRequest", "timeoutSeconds: must be a number") from None
+        self._as_table(resource.kind, [], "", query, headers)  # a bad includeObject fails before streaming
+
+        def chunks():
+            headings = True
+            for event in watch.events(self._stopping, timeout):
+                if event is None:
+                    yield b""
+                    continue
+                obj = event["object"]
+                if event["type"] != "ERROR" and (tabled := self._as_table(
+                        resource.kind, [obj], obj["metadata"]["resourceVersion"], query, headers, headings)):
+                    event, headings = {"type": event["type"], "object": tabled}, False
+                yield json.dumps(event).encode() + b"\n"
+
+        return 200, "application/json", chunks()
 
     def _log(self, ns: str, name: str, query: dict):
         def number(key):
-            raw = query.get(key, [None])[0]
+            raw = _param(query, key)
             if raw is None:
                 return None
             try:
@@ -147,15 +177,37 @@ class KubeApiServer(BackgroundHttpServer):
         pod = self.cluster.get("Pod", ns, name)
         if pod is None:
             raise not_found("Pod", name)
-        container = query.get("container", [None])[0]
+        container = _param(query, "container")
         names = [c["name"] for c in pod["spec"]["containers"]]
         if container and container not in names:
             raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
         text = self.cluster.read_log(ns, name, since_seconds=number("sinceSeconds"), tail_lines=number("tailLines"),
-                                     timestamps=query.get("timestamps", ["false"])[0] == "true")
+                                     timestamps=_param(query, "timestamps") == "true")
         if text is None:
             raise not_found("Pod", name)
         return 200, "text/plain", text.encode()
+
+
+def _target(path: str):
+    """(resource, namespace or None, name or None, subresource or None) that ``path`` addresses, or None."""
+    parts = path.strip("/").split("/")
+    if parts[:2] == ["api", "v1"]:
+        group, version, rest = "", "v1", parts[2:]
+    elif parts[0] == "apis" and len(parts) >= 3:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    ns = None
+    if len(rest) >= 3 and rest[0] == "namespaces" and (r := discovery.find(group, version, rest[2])) and r.namespaced:
+        ns, rest = rest[1], rest[2:]
+    resource = discovery.find(group, version, rest[0]) if rest else None
+    if resource is None or len(rest) > 3 or (ns is None and resource.namespaced and len(rest) > 1):
+        return None
+    return resource, ns, (rest[1] if len(rest) > 1 else None), (rest[2] if len(rest) > 2 else None)
+
+
+def _param(query: dict, key: str) -> str | None:
+    return query.get(key, [None])[0]
 
 
 def _make_handler(server: KubeApiServer):
@@ -171,9 +223,27 @@ def _make_handler(server: KubeApiServer):
                                                  self.headers, body)
             self.send_response(code)
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            if isinstance(payload, bytes):
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self._stream(payload)
+
+        def _stream(self, chunks) -> None:
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    elif _closed_by_peer(self.connection):
+                        break
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client went away mid-stream
+                self.close_connection = True
+            finally:
+                chunks.close()
 
         do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
@@ -181,6 +251,15 @@ def _make_handler(server: KubeApiServer):
             pass
 
     return Handler
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True when the client closed its end (readable, and reading would give nothing)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _json(code: int, obj: dict) -> tuple[int, str, bytes]:
@@ -204,33 +283,3 @@ def _patch_body(headers, body: bytes):
     if ctype not in PATCH_CONTENT_TYPES:
         raise ApiError(415, "UnsupportedMediaType", "415: Unsupported Media Type")
     return PATCH_CONTENT_TYPES[ctype], _parse_json(body)
-
-
-def _api_versions(url: str) -> dict:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": url.split("//")[1]}]}
-
-
-def _group(name: str, version: str) -> dict:
-    gv = {"groupVersion": f"{name}/{version}", "version": version}
-    return {"name": name, "versions": [gv], "preferredVersion": gv}
-
-
-_API_GROUPS = {"kind": "APIGroupList", "apiVersion": "v1",
-               "groups": [_group("apps", "v1"), _group("autoscaling", "v1"), _group("policy", "v1beta1"),
-                          _group("coordination.k8s.io", "v1")]}
-
-
-def _resource_list(group_version: str, resources: dict) -> dict:
-    verbs = ["get", "list", "patch"]
-    items = [{"name": res, "singularName": kind.lower(), "namespaced": kind != "Namespace", "kind": kind,
-              "verbs": verbs + (["create"] if kind in ("Event", "Namespace", "PodDisruptionBudget", "Lease",
-                                                       "ConfigMap") else [])
-              + (["update"] if kind == "Lease" else []) + (["delete"] if kind == "ConfigMap" else [])}
-             for res, kind in resources.items()]
-    if group_version == "apps/v1":
-        items.append({"name": "deployments/scale", "singularName": "", "namespaced": True, "group": "autoscaling",
-                      "version": "v1", "kind": "Scale", "verbs": ["get", "patch"]})
-    if group_version == "v1":
-        items.append({"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": items}

@@ -76,3 +76,81 @@ def selector_matches(requirements: tuple[Requirement, ...], labels: Mapping[str,
 def match_labels_selector(match_labels: Mapping[str, str]) -> str:
     """The string form of a ``matchLabels`` map (what a Scale's ``status.selector`` holds)."""
     return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
+
+
+# --- field selectors ---------------------------------------------------------------------------------------------
+
+# The fields kube-apiserver v1.20 lets a kind be selected on besides metadata.name and metadata.namespace (the kinds
+# with field label conversions); any other field is refused with the real server's message.
+SELECTABLE_FIELDS = {
+    "Pod": ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+            "status.phase", "status.podIP", "status.nominatedNodeName"),
+    "Event": ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+              "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+              "reason", "reportingComponent", "source", "type"),
+    "Namespace": ("status.phase",),
+}
+_METADATA_FIELDS = ("metadata.name", "metadata.namespace")
+_FIELD_ALIASES = {("Event", "source"): "source.component"}  # what the Event's ``source`` field label reads
+_FIELD_TERM = re.compile(r"^(?P<field>[^=!]+?)(?P<op>!=|==|=)(?P<value>.*)$", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRequirement:
+    """One ``field=value`` (``op`` ``=``) or ``field!=value`` (``op`` ``!=``) term of a field selector."""
+
+    field: str
+    op: str
+    value: str
+
+
+def parse_field_selector(text: str | None, kind: str) -> tuple[FieldRequirement, ...]:
+    """Parse a field selector for objects of ``kind``; an empty one selects everything. A term the apiserver
+    cannot read, or a field it cannot select ``kind`` on, raises ``SelectorError`` with its message."""
+    if not text or not text.strip():
+        return ()
+    requirements = []
+    for term in _split_unescaped(text):
+        m = _FIELD_TERM.match(term)
+        if not m or not m["field"].strip():
+            raise SelectorError(f"invalid selector: '{text}'; can't understand '{_unescape(term)}'")
+        field = m["field"].strip()
+        if field not in _METADATA_FIELDS + SELECTABLE_FIELDS.get(kind, ()):
+            raise SelectorError(f"field label not supported: {field}" if kind in SELECTABLE_FIELDS else
+                                f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
+        requirements.append(FieldRequirement(field, "!=" if m["op"] == "!=" else "=", _unescape(m["value"])))
+    return tuple(requirements)
+
+
+def field_selector_matches(requirements: tuple[FieldRequirement, ...], obj: dict, kind: str) -> bool:
+    """True when every field requirement holds for ``obj`` (an absent field reads as the empty string)."""
+    return all((field_value(obj, r.field, kind) == r.value) == (r.op == "=") for r in requirements)
+
+
+def field_value(obj: dict, field: str, kind: str) -> str:
+    """The string a field selector compares for ``field`` of ``obj``."""
+    value = obj
+    for part in _FIELD_ALIASES.get((kind, field), field).split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def _split_unescaped(text: str) -> list[str]:
+    """Split on commas not escaped by a backslash (``\\,`` is a literal comma in a value)."""
+    terms, current, escaped = [], "", False
+    for ch in text:
+        if escaped:
+            current, escaped = current + "\\" + ch, False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            terms.append(current)
+            current = ""
+        else:
+            current += ch
+    terms.append(current + ("\\" if escaped else ""))
+    return terms
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
