@@ -146,8 +146,9 @@ def _live_observations(args: argparse.Namespace, settings: Settings):
 
 
 def record(args: argparse.Namespace) -> int:
-    from aiops.collect.casefolder import write_case
+    from aiops.collect.casefolder import check_writable, write_case
 
+    check_writable(args.out)  # before minutes of collecting, not after
     observations = _live_observations(args, _settings(args.config))
     try:
         write_case(args.out, observations)

@@ -191,6 +191,20 @@ def _most_common(values) -> str:
 
 # --- writing ---
 
+def check_writable(path: str | Path) -> None:
+    """Raise ``InputError`` now if ``write_case`` could not write a new case folder at ``path``: so a recording that
+    takes a while to collect fails before it starts, not after."""
+    folder = Path(path)
+    if folder.exists() and not (folder.is_dir() and not any(folder.iterdir())):
+        raise InputError(str(folder), "already exists and is not empty (choose a new folder)" if folder.is_dir()
+                         else "is a file, not a folder (choose a new folder)")
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(str(folder), f"cannot be created: {ancestor} is not a folder this user can write in")
+
+
 def write_case(path: str | Path, observations: Observations, alert_payload: dict | None = None,
                truth: dict | None = None, overwrite: bool = False) -> Path:
     """Write ``observations`` as a case folder at ``path``, atomically (a temp folder renamed into place).
