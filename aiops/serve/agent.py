@@ -47,6 +47,7 @@ from aiops.serve.leadership import LeadershipGate
 from aiops.serve.drift_check import DriftCheck
 from aiops.serve.accounting import count_diagnosis, count_drift, count_execution, model_versions, set_model_info
 from aiops.serve.journal_guard import JournalGuard
+from aiops.serve.learning import BaselineLearning
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult
@@ -233,6 +234,9 @@ class Agent:
                                     "journal": self.journal_guard.check}, on_result=self._on_readiness)
         set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
+        self.learning = BaselineLearning(settings.loop.required_baseline_seconds, self.tracker, self.worker.submit,
+                                         self.metrics)
+        self.readiness.add_info("baseline", self.learning.status)
         token = None
         if settings.webhook.token_file:
             try:
@@ -283,6 +287,7 @@ class Agent:
                 self.breaker.trip(f"{type(exc).__name__}: {exc}")
             self._defer(incident, exc)
             raise
+        self.learning.hold(incident, result.decision)  # refused while its namespace learns: handled once learned
         refused = self._refused_for_now(result)
         if refused is not None:
             # Not now, rather than no (leadership flapped at the start, another plan holds the target, the cluster
@@ -332,11 +337,14 @@ class Agent:
         already_open = [i.target for i in self.tracker.open_incidents()] if self.streaming is not None else []
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
-            anomalies, namespace_drift = pipeline.detect_and_drift(observations)
+            learning = self.learning.record(pipeline.baseline(observations)).learning
+            anomalies, namespace_drift = ([], {}) if learning else pipeline.detect_and_drift(observations)
             if self.streaming is not None:
                 found = self.streaming.update(observations.signals)
                 skipped += self.streaming.skipped
                 anomalies += self.streaming.corroborated(found, [a.target for a in anomalies] + already_open)
+            if learning:  # the streaming detector learned from the samples; nothing is opened on so little data
+                anomalies = []
             drift.update(namespace_drift)
             if anomalies:
                 log.info("%d anomalies in %s", len(anomalies), namespace)
