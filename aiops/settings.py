@@ -185,7 +185,8 @@ class LoopSettings(_Section):
     Each run reads ``baseline_seconds`` of history before the last ``recent_seconds``. A namespace with less history
     than ``min_baseline_seconds`` before that recent window (a new cluster, a new Prometheus) is *learning*: its
     detector findings open no incident, and incidents its alerts open are diagnosed but not acted on until it has
-    learned (``aiops_learning``, ``/readyz``). Unset, it is half of ``baseline_seconds``; 0 turns learning off.
+    learned (``aiops_learning``, ``/readyz``). Unset, it is half of ``baseline_seconds``; 0 turns learning off, and
+    so does an agent without ``prometheus.url`` (it has no statistics to learn).
     """
 
     interval_seconds: float = Field(default=60.0, gt=0)

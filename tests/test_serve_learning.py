@@ -16,8 +16,9 @@ from aiops.domain.plans import Blocked
 from aiops.domain.target import Target
 from aiops.serve.learning import (LEARNING, BaselineLearning, BaselineProgress, baseline_progress,
                                   blocked_while_learning)
+from aiops.serve.agent import build_parts
 from aiops.serve.metrics import AgentMetrics
-from aiops.settings import LoopSettings, parse_settings
+from aiops.settings import KubernetesSettings, LoopSettings, Settings, parse_settings
 
 END = 10_000.0
 STEP = 15.0
@@ -185,3 +186,13 @@ def test_incidents_refused_while_learning_are_handled_once_their_namespace_has_l
     assert learning.status()["held_incidents"] == 1
     learning.record(BaselineProgress("shop", 1860, 1800))
     assert [i.id for i in submitted] == [cart.id]  # handed back once
+
+
+def test_without_prometheus_no_namespace_waits_for_a_baseline_it_can_never_have(tmp_path):
+    settings = Settings(kubernetes=KubernetesSettings(host="http://127.0.0.1:9", namespaces=("shop",)),
+                        state_dir=tmp_path)
+    pipeline = build_parts(settings).pipeline
+    assert not pipeline.baseline(Observations("shop", END - 4200, END)).learning
+    with_prometheus = build_parts(settings.model_copy(update={"prometheus": settings.prometheus.model_copy(
+        update={"url": "http://127.0.0.1:9"})})).pipeline
+    assert with_prometheus.baseline(Observations("shop", END - 4200, END)).learning

@@ -152,8 +152,10 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     # retrain-detector refits models in the registry on the metrics it collects.
     lifecycle = ModelLifecycle(ModelStore(settings.models_dir), probe_source, clock)
     runner.actions["retrain"] = RetrainAction(runner.kube, clock, lifecycle)
+    # Without Prometheus there are no statistics to learn: no namespace waits for a baseline it can never have.
+    window = settings.loop if prometheus else settings.loop.model_copy(update={"min_baseline_seconds": 0.0})
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
-                                policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
+                                policy=policy, runner=runner, history=journal, clock=clock, window=window,
                                 facts=facts, second_playbook=settings.policy.second_playbook)
     if settings.lifecycle.detect_with == "registry":
         pipeline.models = CurrentModels(ModelStore(settings.models_dir), settings.lifecycle)
@@ -234,8 +236,8 @@ class Agent:
                                     "journal": self.journal_guard.check}, on_result=self._on_readiness)
         set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
-        self.learning = BaselineLearning(settings.loop.required_baseline_seconds, self.tracker, self.worker.submit,
-                                         self.metrics)
+        self.learning = BaselineLearning(parts.pipeline.window.required_baseline_seconds, self.tracker,
+                                         self.worker.submit, self.metrics)
         self.readiness.add_info("baseline", self.learning.status)
         token = None
         if settings.webhook.token_file:
