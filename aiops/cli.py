@@ -7,6 +7,7 @@ that did not recover), 2 bad input (the message names the file, flag or field).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"aiops: error: {message}\n")
 
 
-def _duration(text: str) -> float:
+def _duration(text: str, allow_zero: bool = False) -> float:
     """``90``, ``90s``, ``30m``, ``2h``, ``1d`` -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     text = text.strip()
@@ -36,9 +37,16 @@ def _duration(text: str) -> float:
             value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 2h or 90s") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 2h or 90s")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive" + (" or 0" if allow_zero else ""))
     return value
+
+
+def _history(text: str) -> float:
+    """``aiops sim --history``: a duration, or 0 for none."""
+    return _duration(text, allow_zero=True)
 
 
 def _port(text: str) -> int:
@@ -70,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--inject-after", type=_duration, default=None,
                      help="inject the scenario's fault after this long (default: never)")
+    sim.add_argument("--history", type=_history, default=0.0,
+                     help="start with this much healthy metric history, e.g. 60m (at most 6h; default 0: none, as "
+                          "a Prometheus scraping the sim sees it), so an agent querying the sim has a baseline at once")
 
     serve = sub.add_parser("serve", help="run the agent: scheduled loop + Alertmanager webhook")
     serve.add_argument("--config", required=True, type=Path)

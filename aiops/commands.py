@@ -49,11 +49,14 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def sim(args: argparse.Namespace) -> int:
-    from aiops.sim.runtime import SimRuntime
+    from aiops.sim.runtime import RETENTION_SECONDS, SimRuntime
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.history > RETENTION_SECONDS:
+        raise InputError("--history", f"{args.history / 3600:g}h is more than the simulator keeps "
+                                      f"({RETENTION_SECONDS / 3600:g}h)")
     try:
         runtime = SimRuntime(args.scenario, realtime=True, host=args.host, kube_port=args.kube_port,
                              metrics_port=args.metrics_port).start()
@@ -61,9 +64,11 @@ def sim(args: argparse.Namespace) -> int:
         raise InputError("--kube-port/--metrics-port", f"cannot listen on {args.host} ports {args.kube_port} and "
                                                        f"{args.metrics_port}: {exc.strerror or exc}") from None
     with runtime:
-        # One round of samples now: otherwise /metrics is empty until the first step, a whole step from now.
-        runtime.prefill(runtime.step)
+        # At least one round of samples now: otherwise /metrics is empty until the first step, a whole step away.
+        runtime.prefill(max(args.history, runtime.step))
         print(f"simulated cluster running (scenario {args.scenario}, namespace {runtime.scenario.namespace})")
+        if args.history:
+            print(f"  history:        {args.history / 60:g} min of healthy metrics before now (on its query API)")
         print(f"  Kubernetes API: {runtime.kube_url}   (kubectl --server {runtime.kube_url} get deploy,pods -A)")
         print(f"  metrics:        {runtime.prom_url}/metrics   (Prometheus scrape target)")
         if args.inject_after is not None:

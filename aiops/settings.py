@@ -175,8 +175,21 @@ class StreamingLoopSettings(_Section):
         return self
 
 
+# The share of ``loop.baseline_seconds`` a namespace needs by default before the agent acts on its statistics.
+# Measured on the simulator (docs/benchmarks.md, "Cold start"): with 10 minutes half the healthy workloads are
+# flagged and no diagnosis is right; from 15 the diagnoses are right; from 30 false alarms are as rare as with 60.
+DEFAULT_BASELINE_SHARE = 0.5
+
+
 class LoopSettings(_Section):
-    """The scheduled collect/detect loop."""
+    """The scheduled collect/detect loop.
+
+    Each run reads ``baseline_seconds`` of history before the last ``recent_seconds``. A namespace with less history
+    than ``min_baseline_seconds`` before that recent window (a new cluster, a new Prometheus) is *learning*: its
+    detector findings open no incident, and incidents its alerts open are diagnosed but not acted on until it has
+    learned (``aiops_learning``, ``/readyz``). Unset, it is half of ``baseline_seconds``; 0 turns learning off, and
+    so does an agent without ``prometheus.url`` (it has no statistics to learn).
+    """
 
     interval_seconds: float = Field(default=60.0, gt=0)
     # How often approved plans are picked up (an approval through the HTTP API is acted on at once).
@@ -184,7 +197,23 @@ class LoopSettings(_Section):
     baseline_seconds: float = Field(default=3600.0, gt=0)
     recent_seconds: float = Field(default=600.0, gt=0)
     step_seconds: float = Field(default=15.0, gt=0)
+    min_baseline_seconds: float | None = Field(default=None, ge=0)
     streaming: StreamingLoopSettings = Field(default_factory=StreamingLoopSettings)
+
+    @model_validator(mode="after")
+    def _learnable(self) -> "LoopSettings":
+        if self.min_baseline_seconds is not None and self.min_baseline_seconds > self.baseline_seconds:
+            raise ValueError(f"min_baseline_seconds ({self.min_baseline_seconds:g}) must not exceed baseline_seconds "
+                             f"({self.baseline_seconds:g}): the window never holds that much, so no namespace "
+                             "would ever finish learning")
+        return self
+
+    @property
+    def required_baseline_seconds(self) -> float:
+        """How much history before the recent window a namespace needs before the agent acts on its statistics."""
+        if self.min_baseline_seconds is None:
+            return self.baseline_seconds * DEFAULT_BASELINE_SHARE
+        return self.min_baseline_seconds
 
 
 class PolicySettings(_Section):

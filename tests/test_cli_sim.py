@@ -168,13 +168,19 @@ def test_sim_process_serves_kube_api_and_metrics_and_stops_on_sigterm():
         assert all(s.value > 0 for s in memory.samples)
     finally:
         kube.close()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail("aiops sim did not exit within 10 s of SIGTERM")
-        stdout, stderr = process.communicate()
+        code, stdout, stderr = stop_sim_process(process)
     assert code == 0, stderr
     assert "simulated cluster running" in stdout
+
+
+def stop_sim_process(process: subprocess.Popen) -> tuple[int, str, str]:
+    """SIGTERM an ``aiops sim`` process; its exit code and output (the test fails when it does not stop)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        pytest.fail("aiops sim did not exit within 10 s of SIGTERM")
+    stdout, stderr = process.communicate()
+    return code, stdout, stderr

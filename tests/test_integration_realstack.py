@@ -48,7 +48,9 @@ def _write_config(tmp_path, sim, prometheus_url, port, alertmanager_url=None):
         "prometheus": {"url": prometheus_url},
         "alertmanager": {"url": alertmanager_url},
         "kubernetes": {"host": sim.kube_url, "namespaces": ["shop"]},
-        "loop": {"interval_seconds": 3600, "baseline_seconds": 40, "recent_seconds": 15, "step_seconds": 1},
+        # Prometheus has scraped for seconds only: this test is about the alert path, not about learning first.
+        "loop": {"interval_seconds": 3600, "baseline_seconds": 40, "recent_seconds": 15, "step_seconds": 1,
+                 "min_baseline_seconds": 0},
         "playbooks_dir": "playbooks",
         "state_dir": "state",
         "log_format": "text",

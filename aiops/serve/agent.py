@@ -48,6 +48,7 @@ from aiops.serve.accounting import (count_attempts, count_diagnosis, count_drift
                                    set_model_info)
 from aiops.serve.journal_guard import JournalGuard
 from aiops.serve.knowledge import load_playbooks_and_rules
+from aiops.serve.learning import BaselineLearning
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult, ends_incident
@@ -148,8 +149,10 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     # retrain-detector refits models in the registry on the metrics it collects.
     lifecycle = ModelLifecycle(ModelStore(settings.models_dir), probe_source, clock)
     runner.actions["retrain"] = RetrainAction(runner.kube, clock, lifecycle)
+    # Without Prometheus there are no statistics to learn: no namespace waits for a baseline it can never have.
+    window = settings.loop if prometheus else settings.loop.model_copy(update={"min_baseline_seconds": 0.0})
     pipeline = IncidentPipeline(collector=collector, diagnoser=knowledge.diagnoser, playbooks=playbooks,
-                                policy=policy, runner=runner, history=journal, clock=clock, window=settings.loop,
+                                policy=policy, runner=runner, history=journal, clock=clock, window=window,
                                 facts=facts, second_playbook=settings.policy.second_playbook)
     if settings.lifecycle.detect_with == "registry":
         pipeline.models = CurrentModels(ModelStore(settings.models_dir), settings.lifecycle)
@@ -230,6 +233,9 @@ class Agent:
                                     "journal": self.journal_guard.check}, on_result=self._on_readiness)
         set_model_info(self.metrics, model_versions(parts.pipeline.diagnoser.calibration, settings.glm))
         self.readiness.add_info("leader_election", self.leadership.status)
+        self.learning = BaselineLearning(parts.pipeline.window.required_baseline_seconds, self.tracker,
+                                         self.worker.submit, self.metrics)
+        self.readiness.add_info("baseline", self.learning.status)
         token = None
         if settings.webhook.token_file:
             try:
@@ -280,6 +286,7 @@ class Agent:
                 self.breaker.trip(f"{type(exc).__name__}: {exc}")
             self._defer(incident, exc)
             raise
+        self.learning.hold(incident, result.decision)  # refused while its namespace learns: handled once learned
         refused = self._refused_for_now(result)
         if refused is not None:
             # Not now, rather than no (leadership flapped at the start, another plan holds the target, the cluster
@@ -336,11 +343,14 @@ class Agent:
         already_open = [i.target for i in self.tracker.open_incidents()] if self.streaming is not None else []
         for namespace in self.parts.settings.kubernetes.namespaces:
             observations = pipeline.observe(namespace)
-            anomalies, namespace_drift = pipeline.detect_and_drift(observations)
+            learning = self.learning.record(pipeline.baseline(observations)).learning
+            anomalies, namespace_drift = ([], {}) if learning else pipeline.detect_and_drift(observations)
             if self.streaming is not None:
                 found = self.streaming.update(observations.signals)
                 skipped += self.streaming.skipped
                 anomalies += self.streaming.corroborated(found, [a.target for a in anomalies] + already_open)
+            if learning:  # the streaming detector learned from the samples; nothing is opened on so little data
+                anomalies = []
             drift.update(namespace_drift)
             self.receiver.receive_anomalies(anomalies)
         count_drift(self.metrics, drift)

@@ -91,6 +91,15 @@ class AgentMetrics:
                                       "after a failed write, until a write or a probe succeeds.", registry=r)
         self.incidents_deferred = Gauge("aiops_incidents_deferred", "Incidents held back while the journal is "
                                         "unwritable; handled again once it recovers.", registry=r)
+        self.baseline = Gauge("aiops_baseline_seconds", "Seconds of metric history before the recent window, per "
+                              "namespace, at the last loop run (at most loop.baseline_seconds).", ["namespace"],
+                              registry=r)
+        self.baseline_required = Gauge("aiops_baseline_required_seconds", "Seconds of baseline a namespace needs "
+                                       "before the agent acts on its statistics (loop.min_baseline_seconds).",
+                                       registry=r)
+        self.learning = Gauge("aiops_learning", "1 while a namespace has less baseline than required: its detector "
+                              "findings open no incident and its alerts are not acted on; else 0.", ["namespace"],
+                              registry=r)
         self.journal_writable.set(1)
 
     def record_readiness(self, ready: bool, checks: dict[str, str]) -> None:

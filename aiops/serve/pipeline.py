@@ -24,6 +24,7 @@ from aiops.remediate.facts import ClusterFacts
 from aiops.remediate.planner import APPROVAL_REQUIRED, FACTS_UNAVAILABLE, ActionHistory, PlanPolicy, plan
 from aiops.remediate.runner import DRY_RUN_NOTE, PlaybookRunner
 from aiops.remediate.silences import silence_matchers
+from aiops.serve.learning import BaselineProgress, baseline_progress, blocked_while_learning
 from aiops.serve.logging import log_context
 from aiops.serve.probe import baseline_levels, latest_levels
 from aiops.settings import LoopSettings
@@ -157,6 +158,10 @@ class IncidentPipeline:
         """``detect`` plus per-workload drift reports (what the scheduled loop exposes as metrics)."""
         return detect_and_drift_window(observations, self.split(observations), self.detector_factory)
 
+    def baseline(self, observations: Observations) -> BaselineProgress:
+        """The namespace's history before the recent window, against ``loop.min_baseline_seconds``."""
+        return baseline_progress(observations, self.split(observations), self.window.required_baseline_seconds)
+
     def diagnose(self, incident: Incident, observations: Observations) -> Diagnosis:
         return self.diagnoser.diagnose(incident, observations, list(self.playbooks.values()))
 
@@ -197,10 +202,12 @@ class IncidentPipeline:
         """Diagnose ``incident`` and, when the planner allows, act and verify."""
         if observations is None:
             observations = self.observe(incident.target.namespace)
-        if not incident.anomalies:
+        progress = self.baseline(observations)
+        # While the namespace learns, no detector fitted on a few points adds anomalies, and nothing acts.
+        if not incident.anomalies and not progress.learning:
             incident = replace(incident, anomalies=tuple(self.detect(observations)))
         diagnosis = self.diagnose(incident, observations)
-        decision = self.decide(diagnosis)
+        decision = blocked_while_learning(progress) if progress.learning else self.decide(diagnosis)
         result = PipelineResult(incident, observations, diagnosis, decision)
         self._decided(result)
         extra = {"incident": incident.id}

@@ -13,6 +13,8 @@ from aiops.sim.scenarios import Scenario, build_scenario
 from aiops.sim.tsdb import SampleStore
 from aiops.sim.workloads import WorkloadSimulator
 
+RETENTION_SECONDS = 6 * 3600.0  # samples kept by default, like a small Prometheus
+
 
 class SimRuntime:
     """Runs a scenario. Simulated time moves only through ``prefill``/``advance`` unless ``realtime``.
@@ -24,7 +26,7 @@ class SimRuntime:
     def __init__(self, scenario_name: str = "memory_leak", seed: int = 0, realtime: bool = False, step: float = 15.0,
                  *, start: float | None = None, host: str = "127.0.0.1", kube_port: int = 0, metrics_port: int = 0,
                  token: str | None = None, rollout_seconds: float = 10.0,
-                 retention_seconds: float = 6 * 3600.0, scenario_factory=None) -> None:
+                 retention_seconds: float = RETENTION_SECONDS, scenario_factory=None) -> None:
         if step <= 0:
             raise ValueError("step must be positive")
         self.step = float(step)
