@@ -14,16 +14,19 @@ config names, so give the config file to check that.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import yaml
 
+from aiops.clients.llm import read_api_key
+from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.rules import RuleSet
 from aiops.domain.errors import InputError
 from aiops.remediate.playbooks import load_playbooks, read_playbook
+from aiops.serve.approvers import load_approvers, read_webhook_token
 from aiops.serve.knowledge import check_playbooks_and_rules
 from aiops.serve.train_config import load_train_config
-from aiops.settings import STOCK_ROOT, load_settings
+from aiops.settings import STOCK_ROOT, Settings, load_settings
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # Folder names that say what a file holds when its content cannot (an empty or unparsable file).
@@ -110,6 +113,7 @@ def _config_problems(path: Path, warnings: list[str]) -> list[str]:
             warnings.append(f"{where} here (kubernetes.in_cluster: the pod must mount it)")
         else:
             problems.append(where)
+    problems += _startup_problems(settings, {key for key, _ in missing})
     unchecked = [key for key, _ in missing if key in ("playbooks_dir", "rules_dir")]
     if unchecked:
         if settings.kubernetes.in_cluster:
@@ -121,6 +125,30 @@ def _config_problems(path: Path, warnings: list[str]) -> list[str]:
     except InputError as exc:
         cross = [str(exc)]
     return problems + cross
+
+
+def _startup_problems(settings: Settings, missing: set[str]) -> list[str]:
+    """The secrets and the calibration ``aiops serve`` reads as it starts, read by the same code: each one it would
+    refuse to start with, as a problem naming the config's line and key (the approvers' and calibration files name
+    themselves). Files reported missing already are not read again."""
+    problems: list[str] = []
+
+    def check(key: str, read: Callable[[], object]) -> object:
+        if key in missing:
+            return None
+        try:
+            return read()
+        except InputError as exc:
+            where = settings.where(*key.split(".")) if exc.where == key else exc.where
+            problems.append(f"{where}: {exc.reason}")
+            return None
+
+    token = check("webhook.token_file", lambda: read_webhook_token(settings.webhook.token_file))
+    check("approvals.token_file", lambda: load_approvers(settings.approvals.token_file, webhook_token=token))
+    if settings.glm.backend == "openai" and settings.glm.api_key_file is not None:
+        check("glm.api_key_file", lambda: read_api_key(settings.glm.api_key_file))
+    check("models_dir", lambda: Calibration.load(settings.models_dir / CALIBRATION_FILE))
+    return problems
 
 
 def _train_config_problems(path: Path) -> list[str]:

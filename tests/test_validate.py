@@ -250,3 +250,50 @@ def test_serve_refuses_an_empty_config(tmp_path):
     with pytest.raises(InputError, match="config file is empty") as info:
         load_settings(config)
     assert info.value.where == str(config)
+
+
+# -- the files serve reads when it starts ------------------------------------------------------------------
+
+@pytest.mark.parametrize("files, text, key, reason", [
+    ({"token": ""}, "webhook:\n  token_file: token\n", "webhook.token_file", "is empty"),
+    ({"token": b"\xff\xfe\n"}, "webhook:\n  token_file: token\n", "webhook.token_file", "cannot read"),
+    ({"token/": None}, "webhook:\n  token_file: token\n", "webhook.token_file", "cannot read"),
+    ({"approvers.yaml": "alice: short\n"}, "approvals:\n  token_file: approvers.yaml\n", "approvers.yaml:1",
+     "the token of alice is shorter than 16 characters"),
+    ({"token": "0123456789abcdef0123\n", "approvers.yaml": "alice: '0123456789abcdef0123'\n"},
+     "webhook:\n  token_file: token\napprovals:\n  token_file: approvers.yaml\n", "approvers.yaml:1",
+     "the token of alice is the webhook's"),
+    ({"models/calibration.json": "{not json"}, "models_dir: models\n", "calibration.json",
+     "not a readable calibration JSON file"),
+    ({"key": ""}, "glm:\n  backend: openai\n  endpoint: http://127.0.0.1:9/v1\n  api_key_file: key\n",
+     "glm.api_key_file", "is empty"),
+])
+def test_a_file_serve_cannot_start_with_is_a_problem_as_serve_says_it(tmp_path, capsys, files, text, key, reason):
+    # serve reads these when it starts and refuses to (exit 2); validate must not pass them.
+    for name, content in files.items():
+        path = tmp_path / name.rstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    config = tmp_path / "config.yaml"
+    config.write_text("mode: dry-run\n" + text)
+    code, problems, _ = validate(capsys, config)
+    assert code == 1 and len(problems) == 1, problems
+    assert key in problems[0] and reason in problems[0] and "\n" not in problems[0]
+    if key.endswith("_file"):  # a config setting: named by the config's file and line
+        assert problems[0].startswith(f"{config}:")
+
+
+def test_a_webhook_token_serve_cannot_decode_is_one_line_not_a_traceback(tmp_path):
+    from aiops.serve.approvers import read_webhook_token
+
+    (tmp_path / "token").write_bytes(b"\xff\xfe")
+    with pytest.raises(InputError, match="cannot read"):
+        read_webhook_token(tmp_path / "token")
+    (tmp_path / "token").write_text(" s3cret-0123456789abcdef \n")
+    assert read_webhook_token(tmp_path / "token") == "s3cret-0123456789abcdef"
+    assert read_webhook_token(None) is None

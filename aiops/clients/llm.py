@@ -289,8 +289,8 @@ def read_api_key(path: Path) -> str:
     """The API key stored in ``path`` (surrounding whitespace removed)."""
     try:
         key = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise InputError("glm.api_key_file", f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("glm.api_key_file", f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     if not key:
         raise InputError("glm.api_key_file", f"{path}: is empty")
     return key

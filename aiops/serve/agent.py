@@ -52,7 +52,7 @@ from aiops.serve.learning import BaselineLearning
 from aiops.serve.metrics import AgentMetrics
 from aiops.serve.model_cache import CurrentModels
 from aiops.serve.pipeline import IncidentPipeline, PipelineResult, ends_incident
-from aiops.serve.approvers import load_approvers
+from aiops.serve.approvers import load_approvers, read_webhook_token
 from aiops.serve.peers import peer_directory
 from aiops.serve.plans_api import add_plan_routes
 from aiops.serve.priority import Triage
@@ -236,14 +236,7 @@ class Agent:
         self.learning = BaselineLearning(parts.pipeline.window.required_baseline_seconds, self.tracker,
                                          self.worker.submit, self.metrics)
         self.readiness.add_info("baseline", self.learning.status)
-        token = None
-        if settings.webhook.token_file:
-            try:
-                token = settings.webhook.token_file.read_text().strip()
-            except OSError as exc:
-                raise InputError("webhook.token_file", f"cannot read {settings.webhook.token_file}: {exc}") from None
-            if not token:
-                raise InputError("webhook.token_file", f"{settings.webhook.token_file} is empty")
+        token = read_webhook_token(settings.webhook.token_file)
         app = build_app(self.receiver, self.metrics, self.readiness, token, settings.webhook.max_body_bytes,
                         leader_url=self.leadership.leader_url if parts.election is not None else None,
                         identity=settings.leader_election.identity, peers=peer_directory(settings, parts.kube))

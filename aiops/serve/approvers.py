@@ -52,6 +52,20 @@ def bearer(authorization: str) -> bytes | None:
     return presented.strip().encode()
 
 
+def read_webhook_token(path: Path | None) -> str | None:
+    """The Alertmanager webhook's bearer token from ``webhook.token_file`` (None when unset); a file that cannot be
+    read or holds nothing is an ``InputError`` (never echoing the token)."""
+    if path is None:
+        return None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError("webhook.token_file", f"cannot read {path}: {exc}") from None
+    if not token:
+        raise InputError("webhook.token_file", f"{path} is empty")
+    return token
+
+
 def load_approvers(path: Path | None, webhook_token: str | None = None) -> Approvers:
     """Read ``approvals.token_file``; ``None`` gives no approvers. Every problem is an ``InputError`` naming the
     file (and line) and the approver, never echoing a token."""
