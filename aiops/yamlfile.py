@@ -78,6 +78,7 @@ def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        twice = _key_written_twice(node)  # before constructing, which merges ``<<`` keys into the node itself
         raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -85,8 +86,44 @@ def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
         raise InputError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     finally:
         loader.dispose()
+    if twice is not None:
+        line, dotted, first = twice
+        raise InputError(f"{path}:{line}", f"{dotted}: written twice (first on line {first}); YAML would keep only "
+                                           "the last one without a word: remove one")
     if raw is None:  # no document, or only ``---`` / ``null``
         raise InputError(str(path), f"{what} is empty (nothing but blank lines or comments)")
     if not isinstance(raw, dict):
         raise InputError(str(path), f"{what} must be a mapping of keys, got {type(raw).__name__}")
     return raw, YamlLines.of(node)
+
+
+def _key_written_twice(node: yaml.Node | None) -> tuple[int, str, int] | None:
+    """The first mapping key written twice in the same mapping, as (its second line, dotted path, its first line)."""
+    pending = deque([((), node)] if node is not None else [])
+    expanded: set[int] = set()
+    while pending:
+        path, here = pending.popleft()
+        if id(here) in expanded:
+            continue
+        expanded.add(id(here))
+        if isinstance(here, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in here.value:
+                if key.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged keys may be overridden
+                    continue
+                name, line = str(key.value), key.start_mark.line + 1
+                if name in first:
+                    return line, _dotted(path + (name,)), first[name]
+                first[name] = line
+                pending.append((path + (name,), value))
+        elif isinstance(here, yaml.SequenceNode):
+            pending.extend((path + (i,), item) for i, item in enumerate(here.value))
+    return None
+
+
+def _dotted(path: tuple) -> str:
+    """``("rules", 0, "when")`` -> ``rules[0].when``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

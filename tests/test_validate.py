@@ -297,3 +297,40 @@ def test_a_webhook_token_serve_cannot_decode_is_one_line_not_a_traceback(tmp_pat
     (tmp_path / "token").write_text(" s3cret-0123456789abcdef \n")
     assert read_webhook_token(tmp_path / "token") == "s3cret-0123456789abcdef"
     assert read_webhook_token(None) is None
+
+
+# -- duplicate keys ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("folder, text, line, key", [
+    ("etc", "mode: act\nwebhook:\n  listen: 127.0.0.1:8080\nmode: dry-run\n", 4, "mode"),
+    ("etc", "policy:\n  min_confidence: 0.9\n  max_actions_per_hour: 2\n  min_confidence: 0.1\n", 4,
+     "policy.min_confidence"),
+    ("playbooks", "name: scale-up\naction: scale\nfaults: [cpu_saturation]\nparams:\n  factor: 2\n  factor: 20\n", 6,
+     "params.factor"),
+    ("rules", RULE.format(name="leak", playbook="restart-workload") + "        trend: falling\n", 9,
+     "rules[0].when[0].trend"),
+])
+def test_a_key_written_twice_is_a_problem_at_the_second(tmp_path, capsys, folder, text, line, key):
+    # YAML keeps the last of two equal keys without a word: a setting read as the first one says would be wrong.
+    path = tmp_path / folder / "file.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    code, problems, _ = validate(capsys, path)
+    assert code == 1 and len(problems) == 1, problems
+    assert problems[0].startswith(f"{path}:{line}: {key}: written twice (first on line ")
+    if folder == "etc":  # and serve refuses the config the same way
+        with pytest.raises(InputError, match="written twice"):
+            load_settings(path)
+
+
+def test_equal_keys_in_different_mappings_and_merged_anchors_are_not_duplicates(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("mode: dry-run\nwebhook: &w {listen: 127.0.0.1:8080}\nloop: {interval_seconds: 60}\n"
+                      "prometheus: {timeout_seconds: 5}\nkubernetes: {namespaces: [shop]}\n")
+    assert validate(capsys, config)[:2] == (0, [])
+    approvers = tmp_path / "approvers.yaml"
+    approvers.write_text("base: &b {a: 1}\nother:\n  <<: *b\n  a: 2\n")
+    from aiops.yamlfile import read_yaml_mapping
+
+    raw, _ = read_yaml_mapping(approvers, "test")
+    assert raw["other"] == {"a": 2}
