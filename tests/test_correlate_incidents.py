@@ -220,6 +220,34 @@ def test_after_a_remediation_the_fixed_trouble_is_a_duplicate_and_only_new_troub
     assert (other.outcome, other.incident.id) == ("updated", new.incident.id)  # an alert it never held is news
 
 
+def test_after_a_remediation_an_alert_that_resolved_and_fires_again_is_new_trouble_whatever_its_start_says():
+    # Alertmanager's clock may lag the agent's: a re-fire after the fix can carry a start that reads as before it.
+    # Once the alert was seen resolved, its next firing is the trouble coming back, never the fixed one.
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, resolved_ttl_seconds=3600)
+    opened = tracker.ingest(alert("f1", starts=clock.t - 300, namespace="shop", deployment="cart"))
+    clock.t += 60
+    tracker.resolve(opened.incident.id, "plan p-1 succeeded")
+    clock.t += 60
+    done = tracker.ingest(alert("f1", status="resolved", starts=clock.t - 420, namespace="shop", deployment="cart"))
+    assert done.outcome == "duplicate" and done.incident.id == opened.incident.id
+    clock.t += 300
+    back = tracker.ingest(alert("f1", starts=clock.t - 400, namespace="shop", deployment="cart"))
+    assert back.outcome == "opened" and back.incident.id != opened.incident.id
+
+
+def test_after_a_remediation_an_alert_with_no_start_is_not_taken_for_the_fixed_trouble():
+    # No startsAt (0): nothing says it began before the fix, so it is looked at again rather than ignored.
+    clock = FakeClock()
+    tracker = IncidentTracker(clock, resolved_ttl_seconds=3600)
+    opened = tracker.ingest(alert("f1", starts=0.0, namespace="shop", deployment="cart"))
+    clock.t += 60
+    tracker.resolve(opened.incident.id, "plan p-1 succeeded")
+    clock.t += 60
+    again = tracker.ingest(alert("f1", starts=0.0, namespace="shop", deployment="cart"))
+    assert again.outcome == "opened"
+
+
 def test_an_incident_closed_by_its_alerts_or_by_quiet_does_not_swallow_later_deliveries():
     clock = FakeClock()
     tracker = IncidentTracker(clock, quiet_seconds=60)

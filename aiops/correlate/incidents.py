@@ -11,7 +11,8 @@ Because a duplicate is never handled, the tracker must not remember what was not
 
 An incident closed by ``resolve`` (a plan recovered the service) keeps what it was made of: while it is remembered,
 its alerts and any finding that began before it was closed are duplicates of it, since they tell of the trouble
-that was fixed (the detector's window still holds it for a while); only what starts afterwards is new work.
+that was fixed (the detector's window still holds it for a while); only what starts afterwards is new work. An
+alert of it that is delivered resolved and then fires again, or that has no start, is new work too.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ class _Record:
     remediated: bool = False
 
     def before_remediation(self, started: float) -> bool:
-        """True when this incident was closed by a remediation after ``started``: evidence of the fixed trouble."""
-        return self.remediated and self.resolved_at is not None and started < self.resolved_at
+        """True when this incident was closed by a remediation after ``started``: evidence of the fixed trouble.
+        An unknown start (0: no ``startsAt``) is not: nothing says it began before the fix."""
+        return self.remediated and self.resolved_at is not None and 0 < started < self.resolved_at
 
     def snapshot(self) -> Incident:
         return Incident(id=self.id, target=self.target, opened=self.opened, alerts=tuple(self.alerts.values()),
@@ -177,8 +179,15 @@ class IncidentTracker:
                 return IncidentUpdate(record.snapshot(), UPDATED, {"resolved_alert": alert.name})
             self._close(key, record, now)
             return IncidentUpdate(record.snapshot(), RESOLVED, {"resolved_alert": alert.name})
+        fixed = self._resolved.get(key)
+        if record is None and fixed is not None and alert.fingerprint in fixed.alerts:
+            # The fixed trouble's alert stopped firing: a later firing of it is the trouble back, whatever its
+            # startsAt says (Alertmanager's clock need not be the agent's).
+            del fixed.alerts[alert.fingerprint]
+            _remember_resolved(fixed, alert.fingerprint)
+            return IncidentUpdate(fixed.snapshot(), DUPLICATE, {"resolved_alert": alert.name})
         # Alertmanager repeats resolved notifications; one we already applied is a duplicate, not an error.
-        for candidate in (record, self._resolved.get(key)):
+        for candidate in (record, fixed):
             if candidate is not None and alert.fingerprint in candidate.resolved_fingerprints:
                 return IncidentUpdate(candidate.snapshot(), DUPLICATE, {"resolved_alert": alert.name})
         reason = "alert is not part of the open incident" if record else "no open incident for this workload"
