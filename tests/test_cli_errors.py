@@ -83,3 +83,26 @@ def test_a_loop_run_failing_on_a_dependency_logs_one_line_not_a_traceback(caplog
     (record,) = [r for r in caplog.records if r.name == "aiops.serve.scheduler"]
     assert record.exc_info is None and "dependency is unreachable" in record.getMessage()
     assert scheduler.failures == 1
+
+
+@pytest.mark.parametrize("setting, kubeconfig", [
+    ("kubeconfig: kubeconfig", "{{{\n"),                      # not YAML
+    ("kubeconfig: kubeconfig", "[]\n"),                       # YAML, not a kubeconfig
+    ("kubeconfig: kubeconfig", "apiVersion: v1\nclusters: 5\n"),
+    ("kubeconfig: kubeconfig", b"\xff\xfe\x00garbage"),       # not text
+    ("in_cluster: true", None),                               # not in a pod
+])
+def test_diagnose_with_cluster_access_it_cannot_load_names_the_setting(tmp_path, capsys, monkeypatch, setting,
+                                                                       kubeconfig):
+    # The README's way to give `aiops diagnose --prometheus` the events: a config with Kubernetes access.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    if isinstance(kubeconfig, bytes):
+        (tmp_path / "kubeconfig").write_bytes(kubeconfig)
+    elif kubeconfig is not None:
+        (tmp_path / "kubeconfig").write_text(kubeconfig)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"kubernetes:\n  {setting}\n")
+    code, _, err = run(capsys, "diagnose", "--prometheus", "http://127.0.0.1:9", "--namespace", "shop",
+                       "--config", str(config))
+    key = setting.split(":")[0]
+    assert code == 2 and err.count("\n") == 1 and f"kubernetes.{key}" in err and "Traceback" not in err, err

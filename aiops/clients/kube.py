@@ -16,6 +16,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -101,13 +102,20 @@ def api_client_from_settings(settings: KubernetesSettings) -> k8s.ApiClient:
         return k8s.ApiClient(conf)
     if settings.in_cluster:
         conf = k8s.Configuration()
-        k8s_config.load_incluster_config(client_configuration=conf)
+        try:
+            k8s_config.load_incluster_config(client_configuration=conf)
+        except k8s_config.ConfigException as exc:
+            raise InputError("kubernetes.in_cluster", f"cannot use the pod's service account (not in a pod?): "
+                                                      f"{exc}") from None
         return k8s.ApiClient(conf)
     try:
         return k8s_config.new_client_from_config(
             config_file=str(settings.kubeconfig) if settings.kubeconfig else None, context=settings.context)
-    except (k8s_config.ConfigException, OSError) as exc:
-        raise InputError("kubernetes.kubeconfig", f"cannot load kubeconfig: {exc}") from None
+    # The loader lets a file that is no kubeconfig through as whatever it tripped on (YAML, text, shape).
+    except (k8s_config.ConfigException, OSError, yaml.YAMLError, ValueError, TypeError, AttributeError,
+            KeyError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__  # one line (YAML's messages span three)
+        raise InputError("kubernetes.kubeconfig", f"cannot load kubeconfig: {why}") from None
 
 
 class KubeClient:
