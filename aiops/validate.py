@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import yaml
 
+from aiops.clients.kube import api_client_from_settings
 from aiops.clients.llm import read_api_key
 from aiops.diagnose.calibration import CALIBRATION_FILE, Calibration
 from aiops.diagnose.rules import RuleSet
@@ -128,9 +129,9 @@ def _config_problems(path: Path, warnings: list[str]) -> list[str]:
 
 
 def _startup_problems(settings: Settings, missing: set[str]) -> list[str]:
-    """The secrets and the calibration ``aiops serve`` reads as it starts, read by the same code: each one it would
-    refuse to start with, as a problem naming the config's line and key (the approvers' and calibration files name
-    themselves). Files reported missing already are not read again."""
+    """The secrets, kubeconfig and calibration ``aiops serve`` reads as it starts, read by the same code: each one
+    it would refuse to start with, as a problem naming the config's line and key (the approvers' and calibration
+    files name themselves). Files reported missing already are not read again."""
     problems: list[str] = []
 
     def check(key: str, read: Callable[[], object]) -> object:
@@ -148,6 +149,9 @@ def _startup_problems(settings: Settings, missing: set[str]) -> list[str]:
     if settings.glm.backend == "openai" and settings.glm.api_key_file is not None:
         check("glm.api_key_file", lambda: read_api_key(settings.glm.api_key_file))
     check("models_dir", lambda: Calibration.load(settings.models_dir / CALIBRATION_FILE))
+    kube = settings.kubernetes
+    if kube.kubeconfig is not None and not kube.host and not kube.in_cluster:  # the one kubernetes reads then
+        check("kubernetes.kubeconfig", lambda: api_client_from_settings(kube).close())
     return problems
 
 

@@ -267,6 +267,8 @@ def test_serve_refuses_an_empty_config(tmp_path):
      "not a readable calibration JSON file"),
     ({"key": ""}, "glm:\n  backend: openai\n  endpoint: http://127.0.0.1:9/v1\n  api_key_file: key\n",
      "glm.api_key_file", "is empty"),
+    ({"kubeconfig": "{{{\n"}, "kubernetes:\n  kubeconfig: kubeconfig\n", "kubernetes.kubeconfig",
+     "cannot load kubeconfig"),
 ])
 def test_a_file_serve_cannot_start_with_is_a_problem_as_serve_says_it(tmp_path, capsys, files, text, key, reason):
     # serve reads these when it starts and refuses to (exit 2); validate must not pass them.
