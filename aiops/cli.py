@@ -44,6 +44,17 @@ def _duration(text: str, allow_zero: bool = False) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
 def _history(text: str) -> float:
     """``aiops sim --history``: a duration, or 0 for none."""
     return _duration(text, allow_zero=True)
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="list the agent's executions, newest last (or one plan's transitions)")
     history.add_argument("--config", required=True, type=Path, help="the agent's config file (finds its journal)")
     history.add_argument("--plan", help="show every transition of this plan")
-    history.add_argument("--limit", type=int, default=50,
+    history.add_argument("--limit", type=_count, default=50,
                          help="how many plans to list, the most recently updated (default 50)")
     history.add_argument("--format", choices=("text", "json"), default="text")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aiops.cli import main
+from aiops.cli import build_parser, main
 from aiops.serve.scheduler import LoopScheduler
 from aiops.sim.runtime import SimRuntime
 from tests.support.polling import wait_until
@@ -106,3 +106,21 @@ def test_diagnose_with_cluster_access_it_cannot_load_names_the_setting(tmp_path,
                        "--config", str(config))
     key = setting.split(":")[0]
     assert code == 2 and err.count("\n") == 1 and f"kubernetes.{key}" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ("diagnose", "--prometheus", "http://127.0.0.1:9", "--namespace", "shop", "--since", "inf"),
+    ("diagnose", "--prometheus", "http://127.0.0.1:9", "--namespace", "shop", "--since", "1e400"),
+    ("diagnose", "--prometheus", "http://127.0.0.1:9", "--namespace", "shop", "--since", "nan"),
+    ("record", "--prometheus", "http://127.0.0.1:9", "--namespace", "shop", "--since", "infm", "--out", "x"),
+    ("sim", "--inject-after", "inf"),
+    ("history", "--config", "c.yaml", "--limit", "0"),
+    ("history", "--config", "c.yaml", "--limit", "-3"),
+])
+def test_a_number_that_is_no_duration_or_count_is_a_usage_error(capsys, argv):
+    # Parsed only: accepted, `sim --inject-after inf` would run a simulator until killed.
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(list(argv))
+    err = capsys.readouterr().err
+    flag = argv[-2] if argv[-2].startswith("--") else argv[-4]
+    assert exit_.value.code == 2 and flag in err and "Traceback" not in err, err
