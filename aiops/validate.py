@@ -38,7 +38,7 @@ def _kind(path: Path) -> str:
     """``playbook``, ``rules``, ``train`` or ``config``, from what the file holds (folder names are only a hint)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):  # the loader that reads it says what
         raw = None
     if isinstance(raw, dict):
         if "rules" in raw:

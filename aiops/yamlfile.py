@@ -12,6 +12,10 @@ import yaml
 from aiops.domain.errors import InputError
 
 
+# Deeper than any real config, rule or playbook; the readers after the parser (pydantic, the rule engine) recurse.
+MAX_DEPTH = 100
+
+
 class YamlLines(Mapping[str, int]):
     """Where each part of a YAML document starts: the 1-based line of every mapping key and sequence item, by its
     path (``("rules", 2, "when", 0)``). As a mapping, the lines of the top-level keys."""
@@ -75,11 +79,16 @@ def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
         raise InputError(str(path), f"{what} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(str(path), f"cannot read {what}: {exc}") from None
+    too_deep = InputError(str(path), f"{what} is nested too deeply to read (over {MAX_DEPTH} levels)")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if _deeper_than(node, MAX_DEPTH):  # every reader after this one recurses too
+            raise too_deep
         twice = _key_written_twice(node)  # before constructing, which merges ``<<`` keys into the node itself
         raw = loader.construct_document(node) if node is not None else None
+    except RecursionError:  # PyYAML's composer recurses: it gives up long before a Python stack would
+        raise too_deep from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -95,6 +104,22 @@ def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
     if not isinstance(raw, dict):
         raise InputError(str(path), f"{what} must be a mapping of keys, got {type(raw).__name__}")
     return raw, YamlLines.of(node)
+
+
+def _deeper_than(node: yaml.Node | None, limit: int) -> bool:
+    """True when ``node`` nests mappings and sequences more than ``limit`` levels deep."""
+    pending = [(node, 0)] if node is not None else []
+    seen: set[int] = set()
+    while pending:
+        here, depth = pending.pop()
+        if depth > limit:
+            return True
+        if id(here) in seen or not isinstance(here, (yaml.MappingNode, yaml.SequenceNode)):
+            continue
+        seen.add(id(here))
+        children = [v for pair in here.value for v in pair] if isinstance(here, yaml.MappingNode) else here.value
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _key_written_twice(node: yaml.Node | None) -> tuple[int, str, int] | None:

@@ -336,3 +336,12 @@ def test_equal_keys_in_different_mappings_and_merged_anchors_are_not_duplicates(
 
     raw, _ = read_yaml_mapping(approvers, "test")
     assert raw["other"] == {"a": 2}
+
+
+def test_a_file_nested_deeper_than_the_reader_goes_is_one_line(tmp_path, capsys):
+    path = tmp_path / "rules" / "deep.yaml"
+    path.parent.mkdir()
+    path.write_text("rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    code, problems, _ = validate(capsys, path)
+    assert code == 1 and problems == [f"{path}: rule file (a mapping with a 'rules' list) is nested too deeply to "
+                                      "read (over 100 levels)"]
