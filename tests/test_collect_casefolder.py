@@ -119,6 +119,8 @@ def _case_with(tmp_path: Path, **files: str) -> Path:
     ({"alert_json": '{"alerts": [{"status": "firing"}]}'}, "alert.json: alerts[0].labels", "missing"),
     ({"topology_json": '{"calls": [["a"]]}'}, "topology.json: calls[0]", "pair"),
     ({"truth_json": '{"fault": 3}'}, "truth.json: fault", "string"),
+    ({"metrics_json": "[" * 100_000 + "]" * 100_000}, "metrics.json", "nested too deeply"),
+    ({"events_jsonl": '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n"}, "events.jsonl:1", "nested too deeply"),
 ])
 def test_bad_files_are_named(tmp_path: Path, files: dict, where: str, reason: str) -> None:
     folder = _case_with(tmp_path, **files)

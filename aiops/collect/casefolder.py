@@ -82,6 +82,9 @@ def read_case(path: str | Path, step: float = 15.0) -> Case:
                 truth=_read_truth(folder / TRUTH), path=folder)
 
 
+_NESTED_TOO_DEEPLY = "JSON nested too deeply to read"
+
+
 def _read_json(file: Path) -> Any:
     try:
         text = file.read_text(encoding="utf-8")
@@ -91,6 +94,8 @@ def _read_json(file: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{file}:{exc.lineno}", f"not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(str(file), _NESTED_TOO_DEEPLY) from None
 
 
 def _jsonl(file: Path) -> Iterator[tuple[str, Any]]:
@@ -107,6 +112,8 @@ def _jsonl(file: Path) -> Iterator[tuple[str, Any]]:
             obj = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(where, "not valid JSON") from None
+        except RecursionError:
+            raise InputError(where, _NESTED_TOO_DEEPLY) from None
         if not isinstance(obj, dict):
             raise InputError(where, "must be a JSON object")
         yield where, obj
