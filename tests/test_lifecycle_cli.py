@@ -190,6 +190,9 @@ def test_store_promote_rollback_and_unpromoted_saves(tmp_path):
         store.rollback("m", to=7)
     with pytest.raises(ModelFileError, match="no saved model named 'other'"):
         store.promote("other", 1)
+    with pytest.raises(ModelFileError) as info:  # not "no earlier version (current v0)": there is no such model
+        store.rollback("other")
+    assert info.value.reason == "no saved model named 'other'"
     (tmp_path / "m" / "v0002.json").write_text("{")  # a version that is there but unreadable names its file
     with pytest.raises(ModelFileError) as info:
         store.promote("m", 2)

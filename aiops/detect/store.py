@@ -252,6 +252,8 @@ class ModelStore:
         ``ModelFileError`` when there is nothing to go back to.
         """
         folder = self._folder(name)
+        if to is None and not self.versions(name):
+            raise ModelFileError(str(folder), f"no saved model named {name!r}")
         current = self.current_version(name)
         history = self._history(folder)
         if to is None:
