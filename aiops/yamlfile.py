@@ -27,22 +27,9 @@ class YamlLines(Mapping[str, int]):
     def of(cls, node: yaml.Node | None) -> "YamlLines":
         """The lines of a composed YAML document."""
         lines: dict[tuple, int] = {}
-        pending = deque([((), node)] if node is not None else [])
-        expanded: set[int] = set()  # an alias repeats a node (even inside itself): its parts are read once
-        while pending:
-            path, here = pending.popleft()
-            if id(here) in expanded:
-                continue
-            expanded.add(id(here))
-            if isinstance(here, yaml.MappingNode):
-                children = [(path + (str(key.value),), key, value) for key, value in here.value]
-            elif isinstance(here, yaml.SequenceNode):
-                children = [(path + (i,), item, item) for i, item in enumerate(here.value)]
-            else:
-                continue
-            for child_path, start, value in children:
+        for path, here in _walk(node):
+            for child_path, start, _ in _children(path, here):
                 lines.setdefault(child_path, start.start_mark.line + 1)
-                pending.append((child_path, value))
         return cls(lines)
 
     def line(self, loc: Sequence) -> int | None:
@@ -106,24 +93,18 @@ def read_yaml_mapping(path: Path, what: str) -> tuple[dict, YamlLines]:
     return raw, YamlLines.of(node)
 
 
-def _deeper_than(node: yaml.Node | None, limit: int) -> bool:
-    """True when ``node`` nests mappings and sequences more than ``limit`` levels deep."""
-    pending = [(node, 0)] if node is not None else []
-    seen: set[int] = set()
-    while pending:
-        here, depth = pending.pop()
-        if depth > limit:
-            return True
-        if id(here) in seen or not isinstance(here, (yaml.MappingNode, yaml.SequenceNode)):
-            continue
-        seen.add(id(here))
-        children = [v for pair in here.value for v in pair] if isinstance(here, yaml.MappingNode) else here.value
-        pending.extend((child, depth + 1) for child in children)
-    return False
+def _children(path: tuple, here: yaml.Node) -> list[tuple[tuple, yaml.Node, yaml.Node]]:
+    """(path, the node it starts at, its value) of each part of a mapping or sequence node (none of a scalar)."""
+    if isinstance(here, yaml.MappingNode):
+        return [(path + (str(key.value),), key, value) for key, value in here.value]
+    if isinstance(here, yaml.SequenceNode):
+        return [(path + (i,), item, item) for i, item in enumerate(here.value)]
+    return []
 
 
-def _key_written_twice(node: yaml.Node | None) -> tuple[int, str, int] | None:
-    """The first mapping key written twice in the same mapping, as (its second line, dotted path, its first line)."""
+def _walk(node: yaml.Node | None) -> Iterator[tuple[tuple, yaml.Node]]:
+    """Every (path, node) of a composed document, breadth first; a node an alias repeats (even inside itself) is
+    visited once, at its first path."""
     pending = deque([((), node)] if node is not None else [])
     expanded: set[int] = set()
     while pending:
@@ -131,18 +112,42 @@ def _key_written_twice(node: yaml.Node | None) -> tuple[int, str, int] | None:
         if id(here) in expanded:
             continue
         expanded.add(id(here))
-        if isinstance(here, yaml.MappingNode):
-            first: dict[str, int] = {}
-            for key, value in here.value:
-                if key.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged keys may be overridden
-                    continue
-                name, line = str(key.value), key.start_mark.line + 1
-                if name in first:
-                    return line, _dotted(path + (name,)), first[name]
-                first[name] = line
-                pending.append((path + (name,), value))
-        elif isinstance(here, yaml.SequenceNode):
-            pending.extend((path + (i,), item) for i, item in enumerate(here.value))
+        yield path, here
+        pending.extend((child_path, value) for child_path, _, value in _children(path, here))
+
+
+def _deeper_than(node: yaml.Node | None, limit: int) -> bool:
+    """True when ``node`` nests mappings and sequences more than ``limit`` levels deep, aliases followed (an anchor
+    nested inside another one adds up; one inside itself is endless)."""
+    height: dict[int, int] = {}
+    stack = [(node, False)] if node is not None else []
+    while stack:
+        here, done = stack.pop()
+        parts = [value for _, _, value in _children((), here)]
+        if done:
+            height[id(here)] = 1 + max((height[id(p)] for p in parts), default=0) if parts else 0
+            if height[id(here)] > limit:
+                return True
+        elif id(here) not in height:
+            height[id(here)] = limit + 1  # while its parts are measured: met again below itself, it is a loop
+            stack.append((here, True))
+            stack.extend((p, False) for p in parts if id(p) not in height)
+    return False
+
+
+def _key_written_twice(node: yaml.Node | None) -> tuple[int, str, int] | None:
+    """The first mapping key written twice in the same mapping, as (its second line, dotted path, its first line)."""
+    for path, here in _walk(node):
+        if not isinstance(here, yaml.MappingNode):
+            continue
+        first: dict[str, int] = {}
+        for key, _ in here.value:
+            if key.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged keys may be overridden
+                continue
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in first:
+                return line, _dotted(path + (name,)), first[name]
+            first[name] = line
     return None
 
 

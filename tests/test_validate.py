@@ -338,10 +338,17 @@ def test_equal_keys_in_different_mappings_and_merged_anchors_are_not_duplicates(
     assert raw["other"] == {"a": 2}
 
 
-def test_a_file_nested_deeper_than_the_reader_goes_is_one_line(tmp_path, capsys):
+# Brackets past what PyYAML's composer reads; anchors each nested in the one before (deep only once aliases are
+# followed, as every reader after the parser does); an anchor inside itself (endless).
+CHAINED = "".join(f"a{i}: &a{i} " + "[" * 60 + (f"*a{i - 1}" if i else "") + "]" * 60 + "\n" for i in range(4))
+
+
+@pytest.mark.parametrize("text", ["rules: " + "[" * 3000 + "]" * 3000 + "\n", CHAINED + "rules: *a3\n",
+                                  "rules: &loop [*loop]\n"])
+def test_a_file_nested_deeper_than_the_reader_goes_is_one_line(tmp_path, capsys, text):
     path = tmp_path / "rules" / "deep.yaml"
     path.parent.mkdir()
-    path.write_text("rules: " + "[" * 3000 + "]" * 3000 + "\n")
+    path.write_text(text)
     code, problems, _ = validate(capsys, path)
     assert code == 1 and problems == [f"{path}: rule file (a mapping with a 'rules' list) is nested too deeply to "
                                       "read (over 100 levels)"]
