@@ -56,6 +56,15 @@ def test_logs_are_parsed_filtered_and_attributed() -> None:
     assert kube.log_calls[0] == ("run5", "checkout-abc-1", "app", 60, 100, True)
 
 
+def test_logs_ask_for_the_whole_window_back_to_its_start() -> None:
+    """sinceSeconds counts from the collector's clock; a clock behind the window's end (#18: the wall clock under a
+    simulated one) must not cut the window's start off, or the baseline looks empty and every template "surges"."""
+    kube = StubKube({"checkout-abc-1": "", "checkout-abc-2": ""}, [])
+    KubeCollector(kube, clock=lambda: NOW + 30).logs("run5", NOW - 3600, NOW)
+    KubeCollector(kube, clock=lambda: NOW - 3000).logs("run5", NOW - 3600, NOW)
+    assert [call[3] for call in kube.log_calls] == [3630, 3630, 3600, 3600]
+
+
 def test_a_kubelet_the_apiserver_cannot_reach_only_loses_that_pods_log() -> None:
     kube = StubKube({"checkout-abc-1": KubeError(500, "InternalError", 'dial tcp: lookup node-1: no such host'),
                      "checkout-abc-2": "2026-11-27T18:29:50Z still here\n"}, [])

@@ -99,7 +99,8 @@ class KubeCollector:
 
     def logs(self, namespace: str, start: float, end: float, tail_lines: int = 500) -> list[LogLine]:
         """Container log lines with ``start <= ts <= end``, oldest first."""
-        since = max(1, math.ceil(self._clock() - start))
+        # Never ask for less than the window: a clock behind the window's end would cut its start off unseen.
+        since = max(1, math.ceil(max(self._clock(), end) - start))
         out: list[LogLine] = []
         for pod in self.kube.list_pods(namespace):
             name = (pod.get("metadata") or {}).get("name", "")

@@ -128,7 +128,8 @@ def build_parts(settings: Settings, *, kube: KubeClient | None = None, prometheu
     if prometheus is None and settings.prometheus.url:
         prometheus = PrometheusClient(settings.prometheus.url, settings.prometheus.timeout_seconds)
     metrics_collector = PrometheusCollector(prometheus, step=settings.loop.step_seconds) if prometheus else None
-    collector = ObservationCollector(metrics_collector, KubeCollector(kube), topology)
+    # Logs are read with sinceSeconds counted from now: the loop's clock, or the read misses the window's start.
+    collector = ObservationCollector(metrics_collector, KubeCollector(kube, clock=clock.now), topology)
     if journal is None:
         # Dry-run decisions are journaled too: the audit trail shows what would have been done.
         journal = open_journal(settings, kube, clock)
