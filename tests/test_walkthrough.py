@@ -159,46 +159,55 @@ def test_validate_passes_the_stock_files_and_names_each_mistake(tmp_path):
     assert f"{missing_dir}:1" in said and "no-such-folder" in said
 
 
+class ServeProcess:
+    """``aiops serve --config`` in its own process on a config a user would write for the simulator; output to a file."""
+
+    def __init__(self, folder: Path, prom_url: str, kube_url: str, interval: int) -> None:
+        self.base = f"http://127.0.0.1:{free_port()}"
+        config = folder / "config.yaml"
+        config.write_text(f"""\
+prometheus: {{url: "{prom_url}"}}
+kubernetes: {{host: "{kube_url}", namespaces: [shop]}}
+webhook: {{listen: "{self.base.removeprefix('http://')}"}}
+loop: {{interval_seconds: {interval}}}
+state_dir: {folder / "state"}
+log_format: text
+""")
+        self.log = folder / "serve.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen([*AIOPS, "serve", "--config", str(config)], stdout=out,
+                                         stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+    def stop(self) -> str:
+        """Stop it as a pod is stopped (SIGTERM); its whole output."""
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+        return self.log.read_text()
+
+
 # --- 4. serve with a cold start ----------------------------------------------------------------------------------
 
 def test_serve_on_a_cluster_with_no_history_says_it_is_learning_and_opens_nothing(tmp_path):
     cold = SimProcess(tmp_path / "sim.log")  # plain `aiops sim`: no history
-    port = free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""\
-prometheus: {{url: "{cold.prom_url}"}}
-kubernetes: {{host: "{cold.kube_url}", namespaces: [shop]}}
-webhook: {{listen: "127.0.0.1:{port}"}}
-loop: {{interval_seconds: 5}}
-state_dir: {tmp_path / "state"}
-log_format: text
-""")
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        serve = subprocess.Popen([*AIOPS, "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                 text=True, cwd=ROOT)
+    serve = ServeProcess(tmp_path, cold.prom_url, cold.kube_url, interval=5)
     try:
-        base = f"http://127.0.0.1:{port}"
-
         def learning() -> dict | None:
-            if serve.poll() is not None:
-                return {"exited": serve.returncode}
-            answer = requests.get(f"{base}/readyz", timeout=5)
+            if serve.proc.poll() is not None:
+                return {"exited": serve.proc.returncode}
+            answer = requests.get(f"{serve.base}/readyz", timeout=5)
             assert answer.status_code == 200, answer.text  # learning is shown, never a reason to be unready
             return answer.json()["baseline"]["namespaces"].get("shop")
 
         shop = wait_until(learning, 90, "/readyz to report the shop's baseline")
-        assert "exited" not in shop, log.read_text()[-3000:]
+        assert "exited" not in shop, serve.log.read_text()[-3000:]
         assert shop["state"] == "learning" and shop["detail"] == "learning: 0 of 30 minutes of baseline", shop
-        metrics = requests.get(f"{base}/metrics", timeout=5).text
+        metrics = requests.get(f"{serve.base}/metrics", timeout=5).text
         assert 'aiops_learning{namespace="shop"} 1.0' in metrics
         assert "aiops_baseline_required_seconds 1800.0" in metrics
     finally:
-        serve.terminate()
-        serve.wait(timeout=60)
+        out = serve.stop()
         cold.stop()
-    out = log.read_text()
-    assert serve.returncode == 0, out[-3000:]
+    assert serve.proc.returncode == 0, out[-3000:]
     assert "shop learning: 0 of 30 minutes of baseline" in out, out[-3000:]
     # No anomaly flagged and no incident opened on a healthy shop it has no baseline for.
     assert "INFO aiops.serve.worker: anomaly" not in out and "INFO aiops.serve.worker: incident" not in out, out
@@ -207,31 +216,16 @@ log_format: text
 
 def test_serve_with_prometheus_down_logs_one_line_per_run_not_a_traceback(tmp_path):
     kube = SimProcess(tmp_path / "sim.log")
-    port, nobody = free_port(), free_port()
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""\
-prometheus: {{url: "http://127.0.0.1:{nobody}"}}
-kubernetes: {{host: "{kube.kube_url}", namespaces: [shop]}}
-webhook: {{listen: "127.0.0.1:{port}"}}
-loop: {{interval_seconds: 1}}
-state_dir: {tmp_path / "state"}
-log_format: text
-""")
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        serve = subprocess.Popen([*AIOPS, "serve", "--config", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                 text=True, cwd=ROOT)
+    serve = ServeProcess(tmp_path, f"http://127.0.0.1:{free_port()}", kube.kube_url, interval=1)  # nobody there
     try:
-        failed_runs = wait_until(lambda: [line for line in log.read_text().splitlines()
+        failed_runs = wait_until(lambda: [line for line in serve.log.read_text().splitlines()
                                           if "dependency is unreachable" in line][1:], 60,
                                  "two loop runs to fail on the unreachable Prometheus")
-        readyz = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        readyz = requests.get(f"{serve.base}/readyz", timeout=5)
         assert readyz.status_code == 503 and "prometheus" in readyz.text
     finally:
-        serve.terminate()
-        serve.wait(timeout=60)
+        out = serve.stop()
         kube.stop()
-    out = log.read_text()
     assert "Traceback" not in out and all("WARNING" in line for line in failed_runs), out[-3000:]
 
 
