@@ -108,7 +108,8 @@ def test_every_dashboard_expr_queries_only_exposed_series():
     for family in ("webhook_requests_total", "alerts_received_total", "alerts_deduplicated_total", "incidents_open",
                    "detections_total", "diagnosis_confidence_bucket", "plans_total", "plans_blocked_total",
                    "action_seconds_bucket", "verifications_total", "detector_drift_score", "model_info",
-                   "loop_seconds_bucket", "dependency_up", "journal_writable"):
+                   "loop_seconds_bucket", "dependency_up", "journal_writable", "baseline_seconds",
+                   "baseline_required_seconds"):
         assert f"aiops_{family}" in used, f"aiops_{family} is not on the dashboard"
 
 
